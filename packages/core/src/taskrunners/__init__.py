@@ -1,0 +1,79 @@
+"""taskrunners: run the tasks of a workflow concurrently, in parallel, or on a cluster.
+
+Decorate functions with `@task` and `@flow`; inside a flow, `.submit()` and `.map()`
+hand task runs to the flow's task runner and return futures. Runners are plugins
+(threads by default; processes, Dask and Ray as extras).
+"""
+
+from ._engine import TaskCall, TaskRunInfo
+from ._errors import (
+    DefinitionError,
+    DependencyError,
+    MappingError,
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    NoActiveFlowError,
+    ParameterError,
+    PluginLoadError,
+    ReservedArgumentError,
+    RunnerLifecycleError,
+    RunnerLookupError,
+    TaskRunCancelled,
+    TaskRunCrashed,
+    TaskRunnersError,
+    TaskRunnersWarning,
+    TaskTimeoutError,
+    UnobservedFailureWarning,
+    UpstreamFailedError,
+    WaitTimeout,
+)
+from ._flows import Flow, flow
+from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
+from ._runner import TaskRunner
+from ._states import State, StateType
+from ._tasks import Task, task
+from ._walk import allow_failure, unmapped
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # the programming model
+    "task",
+    "flow",
+    "Task",
+    "Flow",
+    "Future",
+    "FutureList",
+    "State",
+    "StateType",
+    "wait",
+    "as_completed",
+    "DoneAndNotDone",
+    "unmapped",
+    "allow_failure",
+    "TaskRunInfo",
+    # for runner plugins
+    "TaskRunner",
+    "TaskCall",
+    # errors and warnings (see taskrunners._errors for the tree)
+    "TaskRunnersError",
+    "DefinitionError",
+    "ReservedArgumentError",
+    "ParameterError",
+    "MappingError",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "DependencyError",
+    "NoActiveFlowError",
+    "RunnerLifecycleError",
+    "RunnerLookupError",
+    "PluginLoadError",
+    "UpstreamFailedError",
+    "TaskRunCrashed",
+    "TaskRunCancelled",
+    "TaskTimeoutError",
+    "WaitTimeout",
+    "TaskRunnersWarning",
+    "UnobservedFailureWarning",
+    "__version__",
+]

@@ -1,0 +1,198 @@
+"""Flows: functions that hand task runs to their own task runner."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from typing import Any, Callable, Generic, TypeVar, Union, overload
+
+from . import _context
+from ._errors import DefinitionError
+from ._futures import Future
+from ._runner import TaskRunner
+from ._states import State, StateType
+from ._tasks import P, check_reserved
+from ._walk import Extractor, fill
+
+__all__ = ["Flow", "flow", "resolve_runner"]
+
+R = TypeVar("R")
+RunnerSpec = Union[TaskRunner, "type[TaskRunner]", str, None]
+
+#: The environment variable that names the runner of flows that do not choose one.
+RUNNER_ENV = "TASKRUNNERS_RUNNER"
+DEFAULT_RUNNER = "threads"
+
+
+def resolve_runner(spec: RunnerSpec) -> TaskRunner:
+    """A fresh, unstarted runner for one flow run.
+
+    Args:
+        spec: A `TaskRunner` instance (duplicated), a `TaskRunner` subclass
+            (instantiated without arguments), a registered runner name, or `None` for
+            the name in `TASKRUNNERS_RUNNER`, else `"threads"`.
+
+    Raises:
+        RunnerLookupError: No installed runner has that name.
+        PluginLoadError: The plugin providing that name failed to load.
+        DefinitionError: `spec` is none of the above.
+    """
+    if spec is None:
+        spec = os.environ.get(RUNNER_ENV) or DEFAULT_RUNNER
+    if isinstance(spec, str):
+        from .plugins import load_runner
+
+        return load_runner(spec)()
+    if isinstance(spec, TaskRunner):
+        return spec.duplicate()
+    if isinstance(spec, type) and issubclass(spec, TaskRunner):
+        return spec()
+    raise DefinitionError(
+        f"task_runner must be a TaskRunner instance, a TaskRunner subclass or a runner "
+        f"name such as 'threads'; got {spec!r}"
+    )
+
+
+def _check_spec(name: str, spec: Any) -> None:
+    if spec is None or isinstance(spec, (str, TaskRunner)):
+        return
+    if isinstance(spec, type) and issubclass(spec, TaskRunner):
+        return
+    raise DefinitionError(
+        f"flow {name!r}: task_runner must be a TaskRunner instance, a TaskRunner subclass "
+        f"or a runner name such as 'threads'; got {spec!r}"
+    )
+
+
+class Flow(Generic[P, R]):
+    """A function whose task runs go to its own task runner. Made by `@flow`.
+
+    Each call is a flow run: it starts a fresh copy of the runner, runs the function,
+    resolves futures in the return value to their results, waits until every task run
+    it submitted is final, and shuts the runner down.
+
+    Attributes:
+        fn: The wrapped function.
+        name: The flow's name (the function's name by default).
+        task_runner: What the flow runs its tasks on, as given to `@flow`.
+    """
+
+    def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: RunnerSpec = None) -> None:
+        if not callable(fn):
+            raise DefinitionError(f"@flow needs a function, got {fn!r}")
+        check_reserved(fn, "flow", inspect.signature(fn))
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        _check_spec(self.name, task_runner)
+        self.task_runner = task_runner
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def with_options(self, *, name: str | None = None, task_runner: RunnerSpec = None) -> Flow[P, R]:
+        """A copy of this flow with its name or its task runner changed."""
+        return Flow(self.fn, name=name or self.name, task_runner=task_runner or self.task_runner)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the flow and return its value (a coroutine to await for an async flow).
+
+        Accepts the extra keyword `return_state=True` to get the flow run's `State`
+        instead of its value (and no exception raised).
+
+        Raises:
+            BaseException: Whatever the flow function raised, or the exception of a
+                failed run whose future it returned.
+            RunnerLookupError: Its runner name is not installed.
+        """
+        return_state = bool(kwargs.pop("return_state", False))
+        runner = resolve_runner(self.task_runner)
+        if self.is_async:
+            return self._run_async(runner, args, kwargs, return_state)  # type: ignore[return-value]
+        token = _context.current_runner_var.set(runner)
+        try:
+            with runner:
+                try:
+                    state = State(StateType.COMPLETED, data=_results(self.fn(*args, **kwargs)))
+                except Exception as exc:
+                    state = State(StateType.FAILED, exception=exc)
+        finally:
+            _context.current_runner_var.reset(token)
+        return state if return_state else state.result()
+
+    async def _run_async(self, runner: TaskRunner, args: Any, kwargs: Any, return_state: bool) -> Any:
+        import asyncio
+
+        token = _context.current_runner_var.set(runner)
+        try:
+            runner.__enter__()
+            try:
+                try:
+                    value = await self.fn(*args, **kwargs)  # type: ignore[misc]
+                    state = State(StateType.COMPLETED, data=await _results_async(value))
+                except Exception as exc:
+                    state = State(StateType.FAILED, exception=exc)
+                idle = asyncio.get_running_loop().create_future()
+                runner._when_idle(lambda: idle.get_loop().call_soon_threadsafe(_set_done, idle))
+                await idle
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            runner.__exit__(None, None, None)
+        finally:
+            _context.current_runner_var.reset(token)
+        return state if return_state else state.result()
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r})"
+
+
+def _set_done(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _results(value: Any) -> Any:
+    """`value` with every future in it replaced by its result (raising failures)."""
+    if type(value) in (int, float, str, bytes, bool, type(None)):
+        return value
+    extractor = Extractor()
+    template = extractor.visit(value)
+    if not extractor.futures:
+        return value
+    return fill(template, [future.result() for future in extractor.futures])
+
+
+async def _results_async(value: Any) -> Any:
+    extractor = Extractor()
+    template = extractor.visit(value)
+    if not extractor.futures:
+        return value
+    futures: list[Future[Any]] = extractor.futures
+    return fill(template, [await future for future in futures])
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+
+
+@overload
+def flow(*, name: str | None = None, task_runner: RunnerSpec = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(fn: Any = None, /, **options: Any) -> Any:
+    """Make a function a flow: `@flow` or `@flow(name=..., task_runner=...)`.
+
+    Args:
+        fn: The function (when used as a bare `@flow`).
+        name: The flow's name; the function's name by default.
+        task_runner: A `TaskRunner` instance, a `TaskRunner` subclass, or a registered
+            runner name such as `"threads"`. Without one, the environment variable
+            `TASKRUNNERS_RUNNER` names the runner, else `"threads"`.
+
+    Raises:
+        ReservedArgumentError: The function declares `wait_for` or `return_state`.
+        DefinitionError: `task_runner` is not a runner, a runner class or a name.
+    """
+    if fn is not None:
+        return Flow(fn, **options)
+    return lambda function: Flow(function, **options)

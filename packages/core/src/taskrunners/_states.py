@@ -1,0 +1,159 @@
+"""States: where a task run stands, and what it produced.
+
+A run moves through these types::
+
+    PENDING ──> RUNNING ──> COMPLETED
+       │           │  ╰───> FAILED      the task's code raised (after its retries)
+       │           ╰──────> CRASHED     something outside its code ended it
+       ├──────────────────> FAILED      an upstream run did not complete (never ran)
+       ╰──────────────────> CRASHED / CANCELLED
+
+A RUNNING run that is retried stays RUNNING, with `attempt` counting up. COMPLETED,
+FAILED, CRASHED and CANCELLED are final: a run never leaves them.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any, Generic, TypeVar
+
+from ._errors import TaskRunnersError
+
+__all__ = ["State", "StateType"]
+
+R = TypeVar("R")
+
+
+class StateType(enum.Enum):
+    """The kind of a `State`."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether a run in this state type will never change state again."""
+        return self in _FINAL
+
+
+_FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+_NOT_OK = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+
+
+class State(Generic[R]):
+    """Where a task run (or flow run) stands; a final state also holds its outcome.
+
+    States are immutable snapshots created by the engine; users read them.
+
+    Attributes:
+        type: The `StateType`.
+        name: A short label, usually the type's title ("Completed"), or a more precise
+            one such as "UpstreamFailed" or "TimedOut".
+        message: A human-readable explanation, empty when there is nothing to add.
+        timestamp: When the run entered this state (seconds since the epoch).
+        attempt: How many attempts had started when this state was entered (0 for a
+            run that never started).
+        started: When the first attempt started, or `None` if the run never started.
+    """
+
+    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "_data", "_exception")
+
+    def __init__(
+        self,
+        type: StateType,
+        *,
+        data: Any = None,
+        exception: BaseException | None = None,
+        name: str | None = None,
+        message: str = "",
+        attempt: int = 0,
+        started: float | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        self.type = type
+        self.name = name or type.value.title()
+        self.message = message
+        self.timestamp = time.time() if timestamp is None else timestamp
+        self.attempt = attempt
+        self.started = started
+        self._data = data
+        self._exception = exception
+
+    # -- predicates -------------------------------------------------------------------
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_final(self) -> bool:
+        return self.type in _FINAL
+
+    # -- outcome ----------------------------------------------------------------------
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception of a FAILED, CRASHED or CANCELLED state, else `None`."""
+        return self._exception
+
+    def result(self, raise_on_failure: bool = True) -> R:
+        """The value the run returned.
+
+        Args:
+            raise_on_failure: For a FAILED, CRASHED or CANCELLED state, raise its
+                exception (the very object the task raised) if true, return it if false.
+
+        Returns:
+            The run's return value, or its exception when `raise_on_failure` is false.
+
+        Raises:
+            BaseException: The run's exception, for a state that did not complete.
+            TaskRunnersError: The state is not final, so there is no result yet.
+        """
+        if self.type is StateType.COMPLETED:
+            return self._data
+        if self.type in _NOT_OK:
+            exc = self._exception
+            if exc is None:  # pragma: no cover - every non-completed final state has one
+                exc = TaskRunnersError(f"run ended {self.type.value} without an exception")
+            if raise_on_failure:
+                raise exc
+            return exc  # type: ignore[return-value]
+        raise TaskRunnersError(
+            f"the run is {self.type.value}, so it has no result yet; "
+            "wait for its future (future.result()) instead of reading a state snapshot"
+        )
+
+    def __repr__(self) -> str:
+        if self.type is StateType.COMPLETED:
+            detail = f"result={_short_repr(self._data)}"
+        elif self._exception is not None:
+            detail = f"exception={self._exception!r}"
+        else:
+            detail = ""
+        if self.message:
+            detail = f"{detail}, message={self.message!r}" if detail else f"message={self.message!r}"
+        return f"{self.name}({detail})"
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
