@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import _context
 from ._errors import TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
 from ._futures import Future, _lock
-from ._states import State, StateType
+from ._states import State, StateType, fast_state
 from ._walk import fill
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["TaskCall", "TaskRunInfo", "close_thread_event_loop"]
 
 _COMPLETED = StateType.COMPLETED
+_RUNNING = StateType.RUNNING
 _run_numbers = itertools.count(1)
 
 
@@ -36,7 +37,7 @@ class TaskRunInfo:
     """Identity and timing of one task run (`Future.task_run`).
 
     Attributes:
-        name: The run's name, `"<task name>-<number>"`, unique within this process.
+        number: A number unique to the run within the process that submitted it.
         task_name: The name of the task.
         tags: The task's tags.
         created: When the run was submitted (seconds since the epoch).
@@ -44,16 +45,21 @@ class TaskRunInfo:
         end: When it reached a final state, or `None`.
     """
 
-    __slots__ = ("name", "task_name", "tags", "created", "start", "end", "_id")
+    __slots__ = ("number", "task_name", "tags", "created", "start", "end", "_id")
 
     def __init__(self, task_name: str, tags: frozenset[str] = frozenset()) -> None:
         self.task_name = task_name
-        self.name = f"{task_name}-{next(_run_numbers)}"
+        self.number = next(_run_numbers)
         self.tags = tags
         self.created = time.time()
         self.start: float | None = None
         self.end: float | None = None
         self._id: Any = None
+
+    @property
+    def name(self) -> str:
+        """The run's name: the task's name and a number unique in this process."""
+        return f"{self.task_name}-{self.number}"
 
     @property
     def id(self) -> Any:
@@ -82,10 +88,10 @@ class TaskRunInfo:
         return self.end - self.start
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.name, self.task_name, self.tags, self.created, self.start, self.end, self._id)
+        return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        (self.name, self.task_name, self.tags, self.created, self.start, self.end, self._id) = state
+        (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id) = state
 
     def __repr__(self) -> str:
         return f"TaskRunInfo(name={self.name!r})"
@@ -126,7 +132,7 @@ class TaskCall:
         self.slotted = slotted
         self.required = required
         self.upstream = upstream
-        self.upstream_runs = tuple(f.task_run for f in upstream)
+        self.upstream_runs = tuple(f.task_run for f in upstream) if upstream else ()
         self.future = future
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -247,7 +253,7 @@ def run_attempts(
         while True:
             attempt += 1
             if on_running is not None:
-                on_running(State(StateType.RUNNING, attempt=attempt, started=started))
+                on_running(fast_state(_RUNNING, None, attempt, started))
             try:
                 value = task._invoke(parameters, info)
             except Exception as exc:
@@ -259,7 +265,7 @@ def run_attempts(
                 continue
             except BaseException as exc:
                 return _interrupted(info, exc, attempt, started)
-            return State(_COMPLETED, data=value, attempt=attempt, started=started)
+            return fast_state(_COMPLETED, value, attempt, started)
     finally:
         _context.current_task_run_var.reset(token)
 

@@ -159,6 +159,8 @@ def _results(value: Any) -> Any:
     template = extractor.visit(value)
     if not extractor.futures:
         return value
+    for future in extractor.futures:
+        future._observed = True  # returned from the flow: its failure is the flow's
     return fill(template, [future.result() for future in extractor.futures])
 
 
@@ -168,6 +170,8 @@ async def _results_async(value: Any) -> Any:
     if not extractor.futures:
         return value
     futures: list[Future[Any]] = extractor.futures
+    for future in futures:
+        future._observed = True
     return fill(template, [await future for future in futures])
 
 

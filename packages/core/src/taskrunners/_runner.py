@@ -103,7 +103,8 @@ class TaskRunner(abc.ABC):
             )
         self._started = True
         self._open = 0
-        self._idle = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._failed: list[Future[Any]] = []
         self._idle_callbacks: list[Callable[[], object]] = []
         return self
@@ -155,13 +156,13 @@ class TaskRunner(abc.ABC):
         call = task._prepare(parameters, wait_for, future)
         if call.upstream:
             _check_upstream(call)
-        with self._idle:
+        with self._lock:
             self._open += 1
         return call
 
     def _run_final(self, future: Future[Any], state: State[Any]) -> None:
         """Called by `Future.set_state` when one of this runner's runs becomes final."""
-        with self._idle:
+        with self._lock:
             if state.type in _NOT_OK:
                 self._failed.append(future)
             self._open -= 1
@@ -174,7 +175,7 @@ class TaskRunner(abc.ABC):
 
     def _when_idle(self, fn: Callable[[], object]) -> None:
         """Call `fn()` once no run is open (at once if none is); for async flows."""
-        with self._idle:
+        with self._lock:
             if self._open:
                 self._idle_callbacks.append(fn)
                 return
@@ -195,8 +196,20 @@ class TaskRunner(abc.ABC):
             f"{named}{more}. Call .result() on their futures, read .state, or return them "
             "from the flow.",
             UnobservedFailureWarning,
-            stacklevel=3,
+            stacklevel=_caller_stacklevel(),
         )
+
+
+def _caller_stacklevel() -> int:
+    """The `stacklevel` that points a warning at the first frame outside taskrunners."""
+    import sys
+
+    frame = sys._getframe(2)  # the caller of warnings.warn's caller
+    level = 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("taskrunners"):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _check_upstream(call: TaskCall) -> None:

@@ -35,6 +35,9 @@ class StateType(enum.Enum):
     CRASHED = "CRASHED"
     CANCELLED = "CANCELLED"
 
+    # Members are singletons: identity hashing keeps `state.type in ...` at C speed.
+    __hash__ = object.__hash__
+
     @property
     def is_final(self) -> bool:
         """Whether a run in this state type will never change state again."""
@@ -43,6 +46,7 @@ class StateType(enum.Enum):
 
 _FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 _NOT_OK = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+_TITLES = {member: member.value.title() for member in StateType}
 
 
 class State(Generic[R]):
@@ -76,7 +80,7 @@ class State(Generic[R]):
         timestamp: float | None = None,
     ) -> None:
         self.type = type
-        self.name = name or type.value.title()
+        self.name = name or _TITLES[type]
         self.message = message
         self.timestamp = time.time() if timestamp is None else timestamp
         self.attempt = attempt
@@ -152,6 +156,30 @@ class State(Generic[R]):
         if self.message:
             detail = f"{detail}, message={self.message!r}" if detail else f"message={self.message!r}"
         return f"{self.name}({detail})"
+
+
+def fast_state(
+    type: StateType,
+    data: Any,
+    attempt: int,
+    started: float | None,
+    _now: Any = time.time,
+    _new: Any = object.__new__,
+) -> State[Any]:
+    """`State(type, data=data, attempt=attempt, started=started)`, at half the cost.
+
+    For the engine's hot path (a RUNNING state and a COMPLETED one per run).
+    """
+    state = _new(State)
+    state.type = type
+    state.name = _TITLES[type]
+    state.message = ""
+    state.timestamp = _now()
+    state.attempt = attempt
+    state.started = started
+    state._data = data
+    state._exception = None
+    return state
 
 
 def _short_repr(value: Any, limit: int = 60) -> str:

@@ -308,9 +308,9 @@ class Task(Generic[P, R]):
                 f"{self.name}.submit() for a single run."
             )
         if len(set(lengths.values())) > 1:
-            detail = ", ".join(f"{label} has {n}" for label, n in lengths.items())
+            detail = ", ".join(f"{label} has {n} items" for label, n in lengths.items())
             raise MappingLengthMismatch(
-                f"{self.name}.map() got iterables of different lengths: {detail} items. Give "
+                f"{self.name}.map() got iterables of different lengths: {detail}. Give "
                 "them the same length, or wrap a value meant for every run in unmapped(...)."
             )
         count = next(iter(lengths.values()))
