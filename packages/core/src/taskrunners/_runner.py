@@ -116,12 +116,13 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         """Wait until every run handed to this runner is final, then warn about
-        failed runs that nobody looked at."""
+        failed runs that nobody looked at (unless an interrupt is unwinding)."""
         try:
             self.wait_idle()
         finally:
             self._started = False
-        self._warn_unobserved()
+        if exc_type is None or issubclass(exc_type, Exception):
+            self._warn_unobserved()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every run handed to this runner is final. Returns whether it is."""

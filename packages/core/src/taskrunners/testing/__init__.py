@@ -1,0 +1,24 @@
+"""The conformance suite for task runners.
+
+Subclass `TaskRunnerTests` in a test module and provide its `task_runner` fixture::
+
+    import pytest
+    from taskrunners.testing import TaskRunnerTests
+
+    class TestMyRunner(TaskRunnerTests):
+        @pytest.fixture
+        def task_runner(self):
+            return MyTaskRunner()
+
+This package imports pytest; `import taskrunners` never imports it.
+
+Attributes:
+    SUITE_VERSION: The version of the suite's contract. A plugin can state that it
+        passes, e.g. "passes taskrunners.testing 1".
+"""
+
+from ._suite import TaskRunnerTests, run_with_deadline
+
+SUITE_VERSION = "1"
+
+__all__ = ["SUITE_VERSION", "TaskRunnerTests", "run_with_deadline"]

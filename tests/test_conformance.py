@@ -1,0 +1,19 @@
+"""The conformance suite over every runner in this repository."""
+
+import pytest
+from taskrunners.testing import TaskRunnerTests
+from taskrunners_threads import ThreadPoolTaskRunner
+
+
+class TestThreadPoolTaskRunner(TaskRunnerTests):
+    @pytest.fixture
+    def task_runner(self) -> ThreadPoolTaskRunner:
+        return ThreadPoolTaskRunner()
+
+
+class TestThreadPoolTaskRunnerTwoWorkers(TaskRunnerTests):
+    """The smallest pool on which two runs can meet at a barrier."""
+
+    @pytest.fixture
+    def task_runner(self) -> ThreadPoolTaskRunner:
+        return ThreadPoolTaskRunner(max_workers=2)
