@@ -14,7 +14,6 @@ import itertools
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _context
@@ -24,6 +23,8 @@ from ._states import State, StateType, fast_state
 from ._walk import fill
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ._tasks import Task
 
 __all__ = ["TaskCall", "TaskRunInfo", "close_thread_event_loop"]
@@ -73,12 +74,12 @@ class TaskRunInfo:
     @property
     def start_time(self) -> datetime | None:
         """When the run's first attempt started, as an aware `datetime` (UTC)."""
-        return None if self.start is None else datetime.fromtimestamp(self.start, timezone.utc)
+        return _datetime(self.start)
 
     @property
     def end_time(self) -> datetime | None:
         """When the run reached its final state, as an aware `datetime` (UTC)."""
-        return None if self.end is None else datetime.fromtimestamp(self.end, timezone.utc)
+        return _datetime(self.end)
 
     @property
     def duration(self) -> float | None:
@@ -95,6 +96,14 @@ class TaskRunInfo:
 
     def __repr__(self) -> str:
         return f"TaskRunInfo(name={self.name!r})"
+
+
+def _datetime(timestamp: float | None) -> datetime | None:
+    if timestamp is None:
+        return None
+    from datetime import datetime, timezone  # imported on use: keeps `import taskrunners` light
+
+    return datetime.fromtimestamp(timestamp, timezone.utc)
 
 
 class TaskCall:

@@ -12,7 +12,6 @@ less than allocating a condition per future, and it lets one waiter watch many f
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["DoneAndNotDone", "Future", "FutureList", "as_completed", "wait"]
 
 R = TypeVar("R")
-logger = logging.getLogger("taskrunners")
 
 _lock = threading.Lock()
 
@@ -297,7 +295,9 @@ def _invoke(fn: Callable[[Future[Any]], object], future: Future[Any]) -> None:
     try:
         fn(future)
     except Exception:
-        logger.exception("done-callback %r of %r raised", fn, future)
+        import logging
+
+        logging.getLogger("taskrunners").exception("done-callback %r of %r raised", fn, future)
 
 
 def _resolve(waiter: Any) -> None:
