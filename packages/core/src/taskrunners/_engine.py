@@ -182,7 +182,11 @@ class TaskCall:
         """
         future = self.future
         assert future is not None, "TaskCall.run() needs the local call, not a copy"
-        future.set_state(self.execute(self.upstream_states(), future.set_state))
+        try:
+            state = self.execute(self.upstream_states(), future.set_state)
+        except BaseException as exc:  # a fault outside the task's code: never leave it open
+            state = self.crashed(f"the engine failed: {type(exc).__name__}: {exc}", exc)
+        future.set_state(state)
 
     def execute(
         self,
@@ -268,6 +272,10 @@ def run_attempts(
             except Exception as exc:
                 outcome = _after_failure(task, exc, attempt, started)
                 if isinstance(outcome, State):
+                    # The traceback keeps this frame alive: drop the reference to the
+                    # future's method so that state -> exception -> frame -> future is
+                    # not a cycle that only the garbage collector can free.
+                    on_running = None
                     return outcome
                 with _context.blocking():
                     time.sleep(outcome)

@@ -220,10 +220,14 @@ class Task(Generic[P, R]):
                     template = dict(parameters)
                 template[name] = new
                 slotted.append(name)
-        if wait_for:
+        if wait_for is not None:
+            if isinstance(wait_for, (Future, allow_failure)):
+                wait_for = [wait_for]
+            elif not isinstance(wait_for, (list, tuple, set, frozenset)):
+                wait_for = list(wait_for)
             if extractor is None:
                 extractor = Extractor()
-            extractor.visit(list(wait_for) if not isinstance(wait_for, (list, tuple, allow_failure)) else wait_for)
+            extractor.visit(wait_for)
         if extractor is None or not extractor.futures:
             info = future.task_run if future is not None else TaskRunInfo(self.name, self.tags)
             return TaskCall(self, info, parameters, future=future)

@@ -122,8 +122,8 @@ class LendingPool:
             self._queue.clear()
         return dropped
 
-    def shutdown(self) -> None:
-        """Close the pool, let its threads finish their work, and join them."""
+    def shutdown(self, join: bool = True) -> None:
+        """Close the pool, let its threads finish their work, and join them if `join`."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -131,6 +131,8 @@ class LendingPool:
         for sleeper in idle:
             sleeper.work = None
             sleeper.wake.release()
+        if not join:
+            return
         current = threading.current_thread()
         for thread in threads:
             if thread is not current:

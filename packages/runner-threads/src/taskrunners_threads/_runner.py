@@ -84,9 +84,12 @@ class ThreadPoolTaskRunner(TaskRunner):
                 call.future.set_state(call.crashed(f"the flow was interrupted by {exc_type.__name__}"))  # type: ignore[union-attr]
         try:
             super().__exit__(exc_type, exc, tb)
+        except BaseException:
+            pool.shutdown(join=False)  # interrupted while waiting: do not wait again
+            raise
         finally:
-            pool.shutdown()
             self._pool = None
+        pool.shutdown()
 
     def submit(
         self,

@@ -465,6 +465,18 @@ class TaskRunnerTests:
         self.run_flow(task_runner, body)
         assert all(t.is_set(signals, f"ran{i}") for i in range(5))
 
+    def test_flow_waits_for_dependent_runs_nobody_waited_for(self, task_runner: TaskRunner, signals: str) -> None:
+        def body() -> None:
+            gate = t.wait_and_return.submit(signals, "go", value=1)
+            chain = t.add.submit(gate, 1)
+            for i in range(3):
+                chain = t.add.submit(chain, 1)
+            t.signal_and_return.submit(signals, "last", wait_for=[chain])
+            t.signal(signals, "go")  # the flow returns while the chain is still pending
+
+        self.run_flow(task_runner, body)
+        assert t.is_set(signals, "last")
+
     def test_flow_resolves_returned_futures(self, task_runner: TaskRunner) -> None:
         def body() -> Any:
             return {"one": t.identity.submit(1), "many": t.add.map([1, 2], 1)}
