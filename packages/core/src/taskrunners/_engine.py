@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import _context
 from ._errors import TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from typing import Any, Callable, Generic, TypeVar, Union, overload
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, Union, overload
 
 from . import _context
 from ._errors import DefinitionError
@@ -83,7 +84,7 @@ class Flow(Generic[P, R]):
             raise DefinitionError(f"@flow needs a function, got {fn!r}")
         check_reserved(fn, "flow", inspect.signature(fn))
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         _check_spec(self.name, task_runner)
         self.task_runner = task_runner
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -108,6 +109,7 @@ class Flow(Generic[P, R]):
         runner = resolve_runner(self.task_runner)
         if self.is_async:
             return self._run_async(runner, args, kwargs, return_state)  # type: ignore[return-value]
+        state: State[Any]
         token = _context.current_runner_var.set(runner)
         try:
             with runner:
@@ -117,11 +119,12 @@ class Flow(Generic[P, R]):
                     state = State(StateType.FAILED, exception=exc)
         finally:
             _context.current_runner_var.reset(token)
-        return state if return_state else state.result()
+        return state if return_state else state.result()  # type: ignore[return-value]
 
     async def _run_async(self, runner: TaskRunner, args: Any, kwargs: Any, return_state: bool) -> Any:
         import asyncio
 
+        state: State[Any]
         token = _context.current_runner_var.set(runner)
         try:
             runner.__enter__()

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable, Generic, List, NamedTuple, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, List, NamedTuple, TypeVar
 
 from . import _context
 from ._errors import DependencyError, WaitTimeout

@@ -28,8 +28,8 @@ from __future__ import annotations
 import abc
 import threading
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._engine import TaskCall, TaskRunInfo
 from ._errors import DependencyError, RunnerLifecycleError, UnobservedFailureWarning

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Generic, TypeVar, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._engine import (
@@ -27,11 +27,6 @@ from ._errors import (
 from ._futures import Future, FutureList, wait
 from ._states import State, StateType
 from ._walk import Extractor, allow_failure, unmapped
-
-if sys.version_info >= (3, 10):
-    from typing import ParamSpec
-else:  # pragma: no cover
-    from typing_extensions import ParamSpec
 
 __all__ = ["Task", "task"]
 
@@ -88,7 +83,7 @@ class Task(Generic[P, R]):
         signature = inspect.signature(fn)
         check_reserved(fn, "task", signature)
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         self.retries = _check_retries(self.name, retries)
         self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
         self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
@@ -130,7 +125,16 @@ class Task(Generic[P, R]):
 
     # -- running here -----------------------------------------------------------------
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State[R]: ...
+
+    @overload
+    def __call__(self, *args: Any, wait_for: Iterable[Any] | Future[Any], **kwargs: Any) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task now, in this thread, and return its value.
 
         Accepts two extra keywords: `wait_for=[futures]` waits for those runs first,
@@ -167,7 +171,13 @@ class Task(Generic[P, R]):
 
     # -- handing runs to the flow's runner --------------------------------------------
 
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    @overload
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+    @overload
+    def submit(self, *args: Any, wait_for: Iterable[Any] | Future[Any], **kwargs: Any) -> Future[R]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[R]:
         """Hand one run to the task runner of the running flow; return its future at once.
 
         Accepts the extra keyword `wait_for=[futures]`: runs that must be final before
@@ -282,11 +292,12 @@ class Task(Generic[P, R]):
 
     async def _invoke_async(self, parameters: dict[str, Any], info: TaskRunInfo) -> Any:
         """Await the async function once with `parameters`, in the running loop."""
+        fn: Callable[..., Any] = self.fn
         if self._simple:
-            coro = self.fn(**parameters)
+            coro = fn(**parameters)
         else:
             bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type]
-            coro = self.fn(*bound.args, **bound.kwargs)
+            coro = fn(*bound.args, **bound.kwargs)
         if self.timeout_seconds is None:
             return await coro  # type: ignore[misc]
         return await with_timeout(coro, self.timeout_seconds, info.name)
@@ -402,15 +413,16 @@ def _column(value: Any) -> tuple[list[Any] | None, Any]:
     if isinstance(value, unmapped):
         return None, value.value
     if isinstance(value, allow_failure):
-        items, fixed = _column(value.value)
+        items, _ = _column(value.value)
         if items is None:
             return None, value
         return [allow_failure(item) for item in items], None
     if isinstance(value, Future):
-        result = value.result()
-        if _iterable(result):
-            return list(result), None
-        return None, value
+        value.wait()
+        state = value.state
+        if state.is_completed() and _iterable(state.result()):
+            return list(state.result()), None
+        return None, value  # passed whole: each run depends on it (and fails if it did)
     if _iterable(value):
         return list(value), None
     return None, value

@@ -20,7 +20,7 @@ __all__ = ["Extractor", "Slot", "allow_failure", "fill", "unmapped"]
 _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, bytearray, range})
 
 
-class unmapped:  # noqa: N801 - the public name follows Prefect's
+class unmapped:
     """Pass `value` whole to every run of `Task.map`, even if it is iterable.
 
     `unmapped(v)[i]` is `v` for any `i`: it acts as an endless sequence of `v`.
@@ -38,7 +38,7 @@ class unmapped:  # noqa: N801 - the public name follows Prefect's
         return f"unmapped({self.value!r})"
 
 
-class allow_failure:  # noqa: N801 - the public name follows Prefect's
+class allow_failure:
     """Let a task run even if the upstream runs inside `value` did not complete.
 
     Wrap a future (or a collection holding futures) given as an argument or in

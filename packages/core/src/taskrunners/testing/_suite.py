@@ -204,9 +204,13 @@ class TaskRunnerTests:
         called = threading.Event()
         seen: list[Any] = []
 
+        def on_done(future: Future[Any]) -> None:
+            seen.append(future.state.result())
+            called.set()
+
         def body() -> None:
             future = t.add.submit(1, 1)
-            future.add_done_callback(lambda f: (seen.append(f.state.result()), called.set()))
+            future.add_done_callback(on_done)
             future.wait()
 
         self.run_flow(task_runner, body)
