@@ -1,0 +1,50 @@
+"""The benchmarks still run: a tiny run of each, so they do not rot between full runs.
+
+Not a performance test: the figures of a run this small are noise, and nothing here
+compares them with a target.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+HEADER = "metric", "ours", "bare", "ours/bare", "target", "met"
+
+
+def test_bench_threads_quick_run_prints_its_table(tmp_path: Path) -> None:
+    report = tmp_path / "threads.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_threads.py"), "--quick", "--json", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.split() == list(HEADER) for line in lines), done.stdout
+    metrics = ("per task, submit loop, N=200", "per task, map, N=200", "import taskrunners,")
+    for metric in (*metrics, "empty flow call", "peak extra threads"):
+        assert any(line.startswith(metric) for line in lines), metric
+    figures = json.loads(report.read_text())
+    assert figures["meta"]["sizes"] == [200]
+    assert {row["style"] for row in figures["per_task_overhead"]} == {"submit loop", "map"}
+    assert figures["peak_threads"]["ours"] >= 1
+
+
+def test_run_all_finds_every_benchmark() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_all.py"), "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
+    assert "bench_threads.py" in done.stdout.split()
