@@ -90,7 +90,6 @@ class TaskRunner(abc.ABC):
         Raises:
             RunnerLifecycleError: The runner is not started.
         """
-        wait_for = list(wait_for) if wait_for is not None else None
         return FutureList(self.submit(task, parameters, wait_for) for parameters in parameter_sets)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -217,9 +216,10 @@ def _check_upstream(call: TaskCall) -> None:
     from ._context import current_task_run_var
 
     current = current_task_run_var.get()
+    if current is None:
+        return
     for future in call.upstream:
-        future._observed = True  # the downstream run now answers for its failure
-        if current is not None and future.task_run is current:
+        if future.task_run is current:
             raise DependencyError(
                 f"task run {call.info.name!r} would wait for {current.name!r}, the run that "
                 "submits it, so it could start only after that run ends. Submit it from "

@@ -210,7 +210,8 @@ class Task(Generic[P, R]):
         """
         wait_for = kwargs.pop("wait_for", None)
         runner = _context.require_runner(self.name, "map")
-        return runner.map(self, self._expand(self._bind(args, kwargs)), wait_for)
+        wait_list = None if wait_for is None else as_wait_list(wait_for)
+        return runner.map(self, self._expand(self._bind(args, kwargs)), wait_list)
 
     # -- internals --------------------------------------------------------------------
 
@@ -231,16 +232,14 @@ class Task(Generic[P, R]):
                 template[name] = new
                 slotted.append(name)
         if wait_for is not None:
-            if isinstance(wait_for, (Future, allow_failure)):
-                wait_for = [wait_for]
-            elif not isinstance(wait_for, (list, tuple, set, frozenset)):
-                wait_for = list(wait_for)
             if extractor is None:
                 extractor = Extractor()
-            extractor.visit(wait_for)
+            extractor.visit(as_wait_list(wait_for))
         if extractor is None or not extractor.futures:
             info = future.task_run if future is not None else TaskRunInfo(self.name, self.tags)
             return TaskCall(self, info, parameters, future=future)
+        for upstream in extractor.futures:
+            upstream._observed = True  # the downstream run now answers for its failure
         info = future.task_run if future is not None else TaskRunInfo(self.name, self.tags)
         return TaskCall(
             self,
@@ -361,6 +360,15 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
+
+
+def as_wait_list(wait_for: Any) -> list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any]:
+    """`wait_for` as a collection: one future (or `allow_failure`) or any iterable."""
+    if isinstance(wait_for, (Future, allow_failure)):
+        return [wait_for]
+    if isinstance(wait_for, (list, tuple, set, frozenset)):
+        return wait_for
+    return list(wait_for)
 
 
 def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:

@@ -128,8 +128,6 @@ def load_runner(name: str) -> type[TaskRunner]:
 def _load(name: str) -> type[TaskRunner]:
     from importlib.metadata import entry_points
 
-    from ._runner import TaskRunner
-
     candidates = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not candidates:
         raise RunnerLookupError(_unknown_message(name))
@@ -161,9 +159,18 @@ def _load(name: str) -> type[TaskRunner]:
     except (ValueError, pluggy.PluginValidationError) as exc:
         raise fail(f"is not a valid plugin: {exc}") from exc
     try:
+        return _runner_class(manager, name, fail)
+    except PluginLoadError:
+        manager.unregister(plugin)  # so that loading it again reports the same problem
+        raise
+
+
+def _runner_class(manager: pluggy.PluginManager, name: str, fail: Any) -> type[TaskRunner]:
+    from ._runner import TaskRunner
+
+    try:
         manager.check_pending()  # a hook implementation that matches no hook: a typo
     except pluggy.PluginValidationError as exc:
-        manager.unregister(plugin)
         raise fail(f"is not a valid plugin: {exc}") from exc
     others = [p for n, p in manager.list_name_plugin() if n != name]
     try:
