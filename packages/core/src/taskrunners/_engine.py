@@ -89,7 +89,8 @@ class TaskRunInfo:
         return self.end - self.start
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id)
+        # A copy sent elsewhere must carry the same id: make it now if nobody asked yet.
+        return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self.id)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id) = state

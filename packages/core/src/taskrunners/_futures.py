@@ -90,11 +90,12 @@ def _watch(
     _check_not_self(futures)
     waiter = _Waiter()
     watching: list[Future[Any]] = []
+    already: list[Future[Any]] = []  # final by the time we registered
     with _lock:
         for future in futures:
             state = future._state
             if state is not None and state.type in _FINAL:
-                waiter.finished.append(future)
+                already.append(future)
             else:
                 if future._waiters is None:
                     future._waiters = [waiter]
@@ -103,11 +104,9 @@ def _watch(
                 watching.append(future)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        # Futures already final when we registered count at once.
-        for future in waiter.finished:
+        for future in already:
             if on_finished(future):
                 return True
-        waiter.finished = []
         remaining = len(watching)
         if remaining == 0:
             return False

@@ -235,12 +235,11 @@ class Task(Generic[P, R]):
             if extractor is None:
                 extractor = Extractor()
             extractor.visit(as_wait_list(wait_for))
+        info = future.task_run if future is not None else TaskRunInfo(self.name, self.tags)
         if extractor is None or not extractor.futures:
-            info = future.task_run if future is not None else TaskRunInfo(self.name, self.tags)
             return TaskCall(self, info, parameters, future=future)
         for upstream in extractor.futures:
             upstream._observed = True  # the downstream run now answers for its failure
-        info = future.task_run if future is not None else TaskRunInfo(self.name, self.tags)
         return TaskCall(
             self,
             info,
