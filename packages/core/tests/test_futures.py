@@ -609,3 +609,56 @@ def test_a_run_waiting_for_its_own_future_raises_dependency_error(how: str) -> N
     assert isinstance(state.exception, DependencyError)
     assert isinstance(state.exception, ValueError)
     assert "waits_for_itself" in str(state.exception)
+
+
+def test_many_threads_waiting_on_many_futures_all_wake_with_the_right_values() -> None:
+    """Waiters of every kind race with runs finishing in a shuffled order."""
+    import random
+
+    from taskrunners.testing import run_with_deadline
+
+    count = 300
+    gates = [threading.Event() for _ in range(count)]
+
+    @task
+    def gated(i: int) -> int:
+        gates[i].wait(30)
+        return i
+
+    def waiters(futures: list[Future[int]]) -> list[Any]:
+        rng = random.Random(7)
+        results: list[Any] = []
+
+        def by_result() -> None:
+            results.append(sorted(f.result() for f in rng.sample(futures, 50)))
+
+        def by_wait() -> None:
+            done, not_done = wait(futures)
+            results.append((len(done), len(not_done)))
+
+        def by_as_completed() -> None:
+            results.append(sorted(f.result() for f in as_completed(futures)))
+
+        def by_list() -> None:
+            results.append(FutureList(futures).result())
+
+        threads = [threading.Thread(target=fn) for fn in (by_result, by_wait, by_as_completed, by_list)]
+        for thread in threads:
+            thread.start()
+        order = list(range(count))
+        rng.shuffle(order)
+        for i in order:
+            gates[i].set()
+        for thread in threads:
+            thread.join(30)
+        return results
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=8))
+    def body() -> list[Any]:
+        return waiters([gated.submit(i) for i in range(count)])
+
+    results = run_with_deadline(body, 60)
+    assert len(results) == 4
+    assert (count, 0) in results
+    assert list(range(count)) in results  # as_completed, sorted, and FutureList in order
+    assert results.count(list(range(count))) == 2
