@@ -237,3 +237,41 @@ def test_interrupted_flow_crashes_queued_runs_and_lets_running_ones_finish() -> 
         assert future.state.is_crashed()
         assert isinstance(future.state.exception, TaskRunCrashed)
         assert "interrupted" in str(future.state.exception)
+
+
+def test_tasks_with_a_timeout_count_against_max_workers() -> None:
+    second_started = threading.Event()
+
+    @task(timeout_seconds=30)
+    def first() -> bool:
+        # With the bound kept, the second run cannot start while this one runs: the
+        # wait runs out. A broken bound lets it start within milliseconds.
+        return second_started.wait(0.5)
+
+    @task(timeout_seconds=30)
+    def second() -> None:
+        second_started.set()
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def body() -> bool:
+        overlapped = first.submit()
+        second.submit()
+        return overlapped.result()
+
+    assert run_with_deadline(body, DEADLINE) is False
+
+
+def test_awaiting_a_future_in_an_async_task_lends_the_slot() -> None:
+    @task
+    async def parent() -> int:
+        return await identity.submit(1) + await identity.submit(2)
+
+    @task(timeout_seconds=30)
+    def timed_parent() -> int:
+        return identity.submit(3).result()
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def body() -> tuple[int, int]:
+        return parent.submit().result(), timed_parent.submit().result()
+
+    assert run_with_deadline(body, DEADLINE) == (3, 3)

@@ -53,14 +53,46 @@ def set_blocking_hook(hook: Callable[[], contextlib.AbstractContextManager[Any]]
     cannot deadlock a bounded pool.
     """
     _thread.blocking = hook
+    _thread.depth = 0
+
+
+def blocking_hook() -> Callable[[], contextlib.AbstractContextManager[Any]] | None:
+    """The hook installed in the calling thread, to hand on to a helper thread."""
+    return getattr(_thread, "blocking", None)
+
+
+def begin_blocking() -> None:
+    """The calling thread starts waiting on another run (calls nest and interleave)."""
+    hook = getattr(_thread, "blocking", None)
+    if hook is None:
+        return
+    _thread.depth += 1
+    if _thread.depth == 1:
+        manager = hook()
+        manager.__enter__()
+        _thread.lent = manager
+
+
+def end_blocking() -> None:
+    """The calling thread stops waiting (pairs with one `begin_blocking`)."""
+    if getattr(_thread, "blocking", None) is None:
+        return
+    _thread.depth -= 1
+    if _thread.depth == 0:
+        manager, _thread.lent = _thread.lent, None
+        manager.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
 def blocking() -> Iterator[None]:
-    """Mark the calling thread as blocked (waiting on another run) for the `with` body."""
-    hook = getattr(_thread, "blocking", None)
-    if hook is None:
+    """Mark the calling thread as blocked (waiting on another run) for the `with` body.
+
+    Waits may nest (a wait inside a retry delay) or interleave (coroutines of one async
+    task awaiting futures on the thread's event loop): the thread lends its slot once,
+    from the first wait that begins to the last that ends.
+    """
+    begin_blocking()
+    try:
         yield
-        return
-    with hook():
-        yield
+    finally:
+        end_blocking()

@@ -405,7 +405,9 @@ def _timeout_error(label: str, timeout: float) -> TaskTimeoutError:
 def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> Any:
     """Call `fn()` in a new thread and wait for it at most `timeout` seconds.
 
-    The calling thread counts as blocked meanwhile (a pool worker lends its slot). On
+    The new thread stands in for the calling one: a pool worker keeps its slot (the
+    task still counts against the pool's bound), and the new thread inherits the
+    worker's blocking hook, so a wait inside the task lends the slot as usual. On
     timeout, the thread is asked to stop by raising `TaskTimeoutError` inside it at its
     next Python instruction; a thread inside a blocking call (`time.sleep`, I/O, C code)
     only stops when that call returns, and its result is then discarded.
@@ -418,8 +420,10 @@ def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> 
     outcome: list[Any] = []
     finished = threading.Event()
     context = contextvars.copy_context()
+    hook = _context.blocking_hook()
 
     def target() -> None:
+        _context.set_blocking_hook(hook)
         try:
             outcome.append((True, context.run(fn)))
         except BaseException as exc:  # handed to the waiting thread
@@ -429,8 +433,7 @@ def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> 
 
     thread = threading.Thread(target=target, name=f"taskrunners-{label}", daemon=True)
     thread.start()
-    with _context.blocking():
-        done = finished.wait(timeout)
+    done = finished.wait(timeout)
     if not done:
         _raise_in_thread(thread, TaskTimeoutError)
         raise _timeout_error(label, timeout)  # type: ignore[arg-type]

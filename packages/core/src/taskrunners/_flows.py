@@ -23,6 +23,7 @@ RunnerSpec = Union[TaskRunner, "type[TaskRunner]", str, None]
 
 #: The environment variable that names the runner of flows that do not choose one.
 RUNNER_ENV = "TASKRUNNERS_RUNNER"
+_UNSET: Any = object()
 DEFAULT_RUNNER = "threads"
 
 
@@ -90,9 +91,16 @@ class Flow(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
-    def with_options(self, *, name: str | None = None, task_runner: RunnerSpec = None) -> Flow[P, R]:
-        """A copy of this flow with its name or its task runner changed."""
-        return Flow(self.fn, name=name or self.name, task_runner=task_runner or self.task_runner)
+    def with_options(self, *, name: Any = _UNSET, task_runner: Any = _UNSET) -> Flow[P, R]:
+        """A copy of this flow with its name or its task runner changed.
+
+        `task_runner=None` resets the copy to the default runner.
+        """
+        return Flow(
+            self.fn,
+            name=self.name if name is _UNSET else name,
+            task_runner=self.task_runner if task_runner is _UNSET else task_runner,
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its value (a coroutine to await for an async flow).

@@ -244,7 +244,11 @@ class Future(Generic[R]):
                     pass
 
             self.add_done_callback(wake)
-            yield from waiter
+            _context.begin_blocking()  # the loop's thread waits: a pool worker lends its slot
+            try:
+                yield from waiter
+            finally:
+                _context.end_blocking()
         return self.result()
 
     # -- for runners ------------------------------------------------------------------
