@@ -1,7 +1,7 @@
 """The documentation's examples run, and the site's pages hang together.
 
 Every fenced block opened with ```` ```python ```` (or ```` ```py ````) in `docs/**/*.md`
-is one test, with the id `page:line` (the line of its opening fence). A block runs in
+and in `README.md` is one test, with the id `page:line` (the line of its opening fence). A block runs in
 a fresh module namespace of its own, in this process: it may define tasks and flows,
 and its `assert` statements are the test.
 
@@ -51,7 +51,7 @@ class Block:
 
 def fenced_blocks(path: Path) -> list[Block]:
     """Every fenced code block of a Markdown page, with its language and position."""
-    page = path.relative_to(DOCS).as_posix()
+    page = path.relative_to(ROOT).as_posix()
     lines = path.read_text(encoding="utf-8").splitlines()
     blocks = []
     index = 0
@@ -89,7 +89,8 @@ def pages() -> list[Path]:
 
 
 def runnable_blocks() -> list[Block]:
-    return [b for path in pages() for b in fenced_blocks(path) if b.language in RUNNABLE and not b.no_run]
+    sources = [ROOT / "README.md", *pages()]
+    return [b for path in sources for b in fenced_blocks(path) if b.language in RUNNABLE and not b.no_run]
 
 
 @pytest.mark.timeout(30)
@@ -97,10 +98,10 @@ def runnable_blocks() -> list[Block]:
 def test_example_runs(block: Block) -> None:
     name = "docs_example_" + re.sub(r"\W", "_", block.id)
     module = types.ModuleType(name)
-    module.__file__ = str(DOCS / block.page)
+    module.__file__ = str(ROOT / block.page)
     sys.modules[name] = module  # so that dataclasses, pickling and inspect find it
     try:
-        code = compile("\n" * (block.line) + block.code, str(DOCS / block.page), "exec")
+        code = compile("\n" * (block.line) + block.code, str(ROOT / block.page), "exec")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TaskRunnersWarning)
             exec(code, module.__dict__)
