@@ -155,7 +155,7 @@ class TaskRunner(abc.ABC):
         future: Future[Any] = Future(TaskRunInfo(task.name, task.tags), self)
         call = task._prepare(parameters, wait_for, future)
         if call.upstream:
-            _check_upstream(call)
+            _refuse_self_dependency(call)
         with self._lock:
             self._open += 1
         return call
@@ -212,7 +212,7 @@ def _caller_stacklevel() -> int:
     return level
 
 
-def _check_upstream(call: TaskCall) -> None:
+def _refuse_self_dependency(call: TaskCall) -> None:
     from ._context import current_task_run_var
 
     current = current_task_run_var.get()
