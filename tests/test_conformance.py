@@ -1,18 +1,26 @@
 """The conformance suite over every runner in this repository."""
 
 import pytest
-from taskrunners.testing import TaskRunnerTests
+from taskrunners.testing import Capability, TaskRunnerTests
 from taskrunners_threads import ThreadPoolTaskRunner
 
 
 class TestThreadPoolTaskRunner(TaskRunnerTests):
+    capabilities = frozenset({Capability.IN_PROCESS})
+
     @pytest.fixture
     def task_runner(self) -> ThreadPoolTaskRunner:
         return ThreadPoolTaskRunner()
 
+    @pytest.fixture
+    def task_runner_with_one_worker(self) -> ThreadPoolTaskRunner:
+        return ThreadPoolTaskRunner(max_workers=1)
+
 
 class TestThreadPoolTaskRunnerTwoWorkers(TaskRunnerTests):
     """The smallest pool on which two runs can meet at a barrier."""
+
+    capabilities = frozenset({Capability.IN_PROCESS})
 
     @pytest.fixture
     def task_runner(self) -> ThreadPoolTaskRunner:

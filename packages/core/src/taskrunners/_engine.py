@@ -25,6 +25,7 @@ from ._walk import fill
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from ._runner import TaskRunner
     from ._tasks import Task
 
 __all__ = ["TaskCall", "TaskRunInfo", "close_thread_event_loop"]
@@ -193,6 +194,7 @@ class TaskCall:
         self,
         upstream_states: Sequence[State[Any]] = (),
         on_running: Callable[[State[Any]], object] | None = None,
+        runner: TaskRunner | None = None,
     ) -> State[Any]:
         """Run the task once its upstream runs are final, and return its final state.
 
@@ -201,11 +203,21 @@ class TaskCall:
         Args:
             upstream_states: The final states of the upstream runs, in `upstream` order.
             on_running: Called with a RUNNING state as each attempt starts.
+            runner: The (started) runner that `.submit()` and `.map()` reach from inside
+                the task. A runner that executes the call in another process passes one
+                that works there (say, one attached to the same cluster); in this
+                process the runner of the submitting flow is already current.
         """
         inputs = self.inputs(upstream_states)
         if isinstance(inputs, State):
             return inputs
-        return run_attempts(self.task, self.info, inputs, on_running)
+        if runner is None:
+            return run_attempts(self.task, self.info, inputs, on_running)
+        token = _context.current_runner_var.set(runner)
+        try:
+            return run_attempts(self.task, self.info, inputs, on_running)
+        finally:
+            _context.current_runner_var.reset(token)
 
     def inputs(self, upstream_states: Sequence[State[Any]]) -> dict[str, Any] | State[Any]:
         """The arguments with upstream values in place, or the final state of a run

@@ -346,9 +346,12 @@ class Task(Generic[P, R]):
     # -- pickling and display ---------------------------------------------------------
 
     def __reduce__(self) -> Any:
-        module = sys.modules.get(getattr(self, "__module__", "") or "")
+        module_name = getattr(self, "__module__", "") or ""
+        module = sys.modules.get(module_name)
         qualname = getattr(self, "__qualname__", "")
-        if module is not None and "<locals>" not in qualname:
+        # By reference when another process can import it; by value (the function,
+        # with cloudpickle) for tasks of __main__, a notebook, or a closure.
+        if module is not None and module_name != "__main__" and "<locals>" not in qualname:
             target: Any = module
             for part in qualname.split("."):
                 target = getattr(target, part, None)

@@ -17,8 +17,8 @@ Attributes:
         passes, e.g. "passes taskrunners.testing 1".
 """
 
-from ._suite import TaskRunnerTests, run_with_deadline
+from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
 
 SUITE_VERSION = "1"
 
-__all__ = ["SUITE_VERSION", "TaskRunnerTests", "run_with_deadline"]
+__all__ = ["SUITE_VERSION", "Capability", "TaskRunnerTests", "requires", "run_with_deadline"]

@@ -22,10 +22,14 @@ clusters on this machine alike.
 from __future__ import annotations
 
 import asyncio
+import enum
+import os
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
@@ -50,7 +54,42 @@ from taskrunners import (
 
 from . import _tasks as t
 
-__all__ = ["TaskRunnerTests"]
+__all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Capability(str, enum.Enum):
+    """What a runner may do beyond what every runner must do.
+
+    A runner declares its capabilities once, in its test class; a test that needs one
+    the runner lacks is skipped, naming the capability.
+    """
+
+    #: Runs tasks in threads of the flow's own process: context variables and objects
+    #: in memory (events, locks) reach the task.
+    IN_PROCESS = "in-process"
+    #: Runs the Python code of several runs at once, in separate processes.
+    PARALLEL = "parallel"
+    #: A worker process that dies in the middle of a run crashes that run only (or
+    #: retries it when the task asks for retries); the other runs complete.
+    SURVIVES_WORKER_LOSS = "survives-worker-loss"
+    #: Results move between workers through the engine, not through the flow's process.
+    NATIVE_DEPENDENCIES = "native-dependencies"
+    #: Accepts per-run resource requests (CPUs, GPUs, memory).
+    RESOURCE_REQUESTS = "resource-requests"
+    #: Can cancel a run that is already executing.
+    CANCELS_RUNNING = "cancels-running"
+
+
+def requires(*capabilities: Capability) -> Callable[[F], F]:
+    """Mark a test of the suite as needing `capabilities` of the runner."""
+
+    def mark(test: F) -> F:
+        test._requires = frozenset(capabilities)  # type: ignore[attr-defined]
+        return test
+
+    return mark
 
 
 class TaskRunnerTests:
@@ -59,14 +98,16 @@ class TaskRunnerTests:
     Class attributes a runner's test class may override:
 
     Attributes:
+        capabilities: What the runner can do beyond the basics (see `Capability`).
         deadline: Seconds a single flow in a test may take before the test fails.
         many_runs: How many runs the "many runs" test submits.
         known_failures: Test names mapped to the reason they fail on this runner;
             each is applied as a strict xfail, so a fixed test is noticed.
     """
 
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
     deadline: ClassVar[float] = 60.0
-    many_runs: ClassVar[int] = 1000
+    many_runs: ClassVar[int] = 10_000
     known_failures: ClassVar[dict[str, str]] = {}
 
     @pytest.fixture
@@ -77,9 +118,21 @@ class TaskRunnerTests:
             "@pytest.fixture) that returns an unstarted runner"
         )
 
+    @pytest.fixture
+    def task_runner_with_one_worker(self) -> TaskRunner | None:
+        """Return an unstarted runner that runs one task at a time, if it has such a setting.
+
+        The default, `None`, skips the tests that need it.
+        """
+        return None
+
     @pytest.fixture(autouse=True)
-    def _apply_known_failures(self, request: pytest.FixtureRequest) -> None:
-        name = request.node.originalname if hasattr(request.node, "originalname") else request.node.name
+    def _apply_capabilities_and_known_failures(self, request: pytest.FixtureRequest) -> None:
+        needed = getattr(request.function, "_requires", frozenset())
+        missing = sorted(c.value for c in needed - set(self.capabilities))
+        if missing:
+            pytest.skip(f"the runner lacks the capability {', '.join(missing)}")
+        name = getattr(request.node, "originalname", request.node.name)
         reason = self.known_failures.get(name)
         if reason is not None:
             request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
@@ -536,6 +589,74 @@ class TaskRunnerTests:
         assert runners[0] is not runners[1]
         assert type(runners[0]) is type(task_runner)
 
+    # -- one worker -------------------------------------------------------------------
+
+    def test_nested_submission_with_one_worker(self, task_runner_with_one_worker: TaskRunner | None) -> None:
+        if task_runner_with_one_worker is None:
+            pytest.skip("no one-worker configuration given (override task_runner_with_one_worker)")
+
+        def body() -> Any:
+            return t.submit_and_wait.submit(3).result(), t.map_inside.submit([1, 2]).result()
+
+        assert self.run_flow(task_runner_with_one_worker, body) == (3, [2, 3])
+
+    # -- capabilities -----------------------------------------------------------------
+
+    @requires(Capability.PARALLEL)
+    def test_runs_execute_at_once_in_separate_processes(self, task_runner: TaskRunner, signals: str) -> None:
+        def body() -> Any:
+            a = t.meet_and_report_pid.submit(signals, "a", "b")
+            b = t.meet_and_report_pid.submit(signals, "b", "a")
+            return a.result(), b.result()
+
+        first, second = self.run_flow(task_runner, body)
+        assert first != second
+        assert os.getpid() not in (first, second)
+
+    @requires(Capability.SURVIVES_WORKER_LOSS)
+    def test_worker_loss_crashes_only_that_run(self, task_runner: TaskRunner) -> None:
+        def body() -> Any:
+            lost = t.exit_process.submit()
+            others = [t.add.submit(i, 1) for i in range(4)]
+            lost.wait()
+            after = t.add.map([10, 20], 1)
+            return lost.state, [f.result() for f in others], after.result()
+
+        state, others, after = self.run_flow(task_runner, body)
+        assert state.is_crashed() and isinstance(state.exception, TaskRunCrashed)
+        assert others == [1, 2, 3, 4]
+        assert after == [11, 21]
+
+    @requires(Capability.SURVIVES_WORKER_LOSS)
+    def test_worker_loss_is_retried_when_the_task_asks(self, task_runner: TaskRunner, signals: str) -> None:
+        retried = t.exit_process_once.with_options(retries=1)
+
+        def body() -> Any:
+            return retried.submit(signals, "crashed").result()
+
+        assert self.run_flow(task_runner, body) == "recovered"
+
+    # -- resources --------------------------------------------------------------------
+
+    def test_no_threads_processes_or_files_leak(self, task_runner: TaskRunner, signals: str) -> None:
+        if not sys.platform.startswith("linux"):
+            pytest.skip("counts threads, children and open files through /proc (Linux only)")
+
+        def body() -> Any:
+            return t.add.map(range(20), 1).result(), t.async_add.submit(1, 2).result()
+
+        self.run_flow(task_runner, body)  # warms up what is made once per process
+        before = _resources()
+        self.run_flow(task_runner, body)
+        deadline = time.monotonic() + self.deadline
+        after = _resources()
+        while after != before and time.monotonic() < deadline:
+            time.sleep(0.05)  # children take a moment to be reaped; poll, bounded
+            after = _resources()
+        assert after["threads"] <= before["threads"], f"threads left behind: {after} vs {before}"
+        assert after["children"] <= before["children"], f"child processes left behind: {after} vs {before}"
+        assert after["files"] <= before["files"], f"open files left behind: {after} vs {before}"
+
 
 def run_with_deadline(fn: Callable[..., Any], deadline: float, *args: Any, **kwargs: Any) -> Any:
     """Call `fn(*args, **kwargs)` in a thread; fail the test if it runs past `deadline`."""
@@ -556,3 +677,23 @@ def run_with_deadline(fn: Callable[..., Any], deadline: float, *args: Any, **kwa
     if ok:
         return value
     raise value
+
+
+def _resources() -> dict[str, int]:
+    """Threads, child processes and open file descriptors of this process (Linux)."""
+    me = os.getpid()
+    children = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != "Z":
+                children += 1
+    return {
+        "threads": threading.active_count(),
+        "children": children,
+        "files": len(os.listdir("/proc/self/fd")),
+    }

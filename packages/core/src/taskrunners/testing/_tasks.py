@@ -169,6 +169,30 @@ def sum_all(values: Any) -> Any:
     return sum(values)
 
 
+@task
+def meet_and_report_pid(directory: str, me: str, other: str) -> int:
+    """Meet the other run at a barrier, then say which process ran this one."""
+    signal(directory, me)
+    wait_signal(directory, other)
+    return os.getpid()
+
+
+@task
+def exit_process() -> None:
+    """End the process running this task at once, as a crash or the OOM killer would."""
+    os._exit(13)
+
+
+@task
+def exit_process_once(directory: str, name: str) -> str:
+    """Crash the worker the first time, succeed the next."""
+    path = Path(directory, name)
+    if not path.exists():
+        path.write_text("crashed once")
+        os._exit(13)
+    return "recovered"
+
+
 @dataclass
 class Pair:
     """A dataclass argument, to check that futures inside dataclasses are resolved."""
