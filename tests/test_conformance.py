@@ -1,13 +1,11 @@
 """The conformance suite over every runner in this repository."""
 
 import pytest
-from taskrunners.testing import Capability, TaskRunnerTests
+from taskrunners.testing import TaskRunnerTests
 from taskrunners_threads import ThreadPoolTaskRunner
 
 
 class TestThreadPoolTaskRunner(TaskRunnerTests):
-    capabilities = frozenset({Capability.IN_PROCESS})
-
     @pytest.fixture
     def task_runner(self) -> ThreadPoolTaskRunner:
         return ThreadPoolTaskRunner()
@@ -19,8 +17,6 @@ class TestThreadPoolTaskRunner(TaskRunnerTests):
 
 class TestThreadPoolTaskRunnerTwoWorkers(TaskRunnerTests):
     """The smallest pool on which two runs can meet at a barrier."""
-
-    capabilities = frozenset({Capability.IN_PROCESS})
 
     @pytest.fixture
     def task_runner(self) -> ThreadPoolTaskRunner:

@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
-from ._runner import TaskRunner
+from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tasks import Task, task
 from ._walk import allow_failure, unmapped
@@ -54,6 +54,7 @@ __all__ = [
     "TaskRunInfo",
     # for runner plugins
     "TaskRunner",
+    "Capability",
     "TaskCall",
     # errors and warnings (see taskrunners._errors for the tree)
     "TaskRunnersError",

@@ -26,10 +26,11 @@ futures of other runners (a parent flow's, say) are waited for locally and their
 from __future__ import annotations
 
 import abc
+import enum
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._engine import TaskCall, TaskRunInfo
 from ._errors import DependencyError, RunnerLifecycleError, UnobservedFailureWarning
@@ -41,17 +42,49 @@ if TYPE_CHECKING:
 
     from ._tasks import Task
 
-__all__ = ["TaskRunner"]
+__all__ = ["Capability", "TaskRunner"]
 
 Self = TypeVar("Self", bound="TaskRunner")
+
+
+class Capability(str, enum.Enum):
+    """What a runner may do beyond what every runner must do.
+
+    A runner declares them once, in its class's `capabilities` attribute; a test of the
+    conformance suite that needs one the runner lacks is skipped, naming it.
+    """
+
+    #: Runs tasks in threads of the flow's own process: context variables and objects
+    #: in memory (events, locks) reach the task.
+    IN_PROCESS = "in-process"
+    #: Runs the Python code of several runs at once, in separate processes.
+    PARALLEL = "parallel"
+    #: A worker process that dies in the middle of a run crashes that run only (or
+    #: retries it when the task asks for retries); the other runs complete.
+    SURVIVES_WORKER_LOSS = "survives-worker-loss"
+    #: Results move between workers through the engine, not through the flow's process.
+    NATIVE_DEPENDENCIES = "native-dependencies"
+    #: Accepts per-run resource requests (CPUs, GPUs, memory).
+    RESOURCE_REQUESTS = "resource-requests"
+    #: Can cancel a run that is already executing.
+    CANCELS_RUNNING = "cancels-running"
+
 
 #: How many unobserved failed runs a warning names before it only counts the rest.
 _NAMED_IN_WARNING = 5
 
 
 class TaskRunner(abc.ABC):
-    """Abstract base of task runners: where the runs of a flow's tasks execute."""
+    """Abstract base of task runners: where the runs of a flow's tasks execute.
 
+    Attributes:
+        capabilities: What the runner can do beyond what every runner must do.
+        known_conformance_failures: Conformance tests the runner is known to fail,
+            by test name, with the reason; the suite applies them as strict xfails.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    known_conformance_failures: ClassVar[Mapping[str, str]] = {}
     _started = False
 
     # -- to implement -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from taskrunners import Future, Task, TaskCall, TaskRunner
+from taskrunners import Capability, Future, Task, TaskCall, TaskRunner
 
 from ._pool import LendingPool
 
@@ -41,6 +41,8 @@ class ThreadPoolTaskRunner(TaskRunner):
     Raises:
         ValueError: `max_workers` is not a positive whole number.
     """
+
+    capabilities = frozenset({Capability.IN_PROCESS})
 
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and (

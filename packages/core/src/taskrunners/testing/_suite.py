@@ -22,7 +22,6 @@ clusters on this machine alike.
 from __future__ import annotations
 
 import asyncio
-import enum
 import os
 import sys
 import threading
@@ -34,6 +33,7 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 
 from taskrunners import (
+    Capability,
     Future,
     FutureList,
     NoActiveFlowError,
@@ -59,29 +59,6 @@ __all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Capability(str, enum.Enum):
-    """What a runner may do beyond what every runner must do.
-
-    A runner declares its capabilities once, in its test class; a test that needs one
-    the runner lacks is skipped, naming the capability.
-    """
-
-    #: Runs tasks in threads of the flow's own process: context variables and objects
-    #: in memory (events, locks) reach the task.
-    IN_PROCESS = "in-process"
-    #: Runs the Python code of several runs at once, in separate processes.
-    PARALLEL = "parallel"
-    #: A worker process that dies in the middle of a run crashes that run only (or
-    #: retries it when the task asks for retries); the other runs complete.
-    SURVIVES_WORKER_LOSS = "survives-worker-loss"
-    #: Results move between workers through the engine, not through the flow's process.
-    NATIVE_DEPENDENCIES = "native-dependencies"
-    #: Accepts per-run resource requests (CPUs, GPUs, memory).
-    RESOURCE_REQUESTS = "resource-requests"
-    #: Can cancel a run that is already executing.
-    CANCELS_RUNNING = "cancels-running"
-
-
 def requires(*capabilities: Capability) -> Callable[[F], F]:
     """Mark a test of the suite as needing `capabilities` of the runner."""
 
@@ -98,14 +75,17 @@ class TaskRunnerTests:
     Class attributes a runner's test class may override:
 
     Attributes:
-        capabilities: What the runner can do beyond the basics (see `Capability`).
+        capabilities: What the runner can do beyond the basics (see `Capability`);
+            `None` (the default) takes what the runner class declares in its own
+            `capabilities` attribute.
         deadline: Seconds a single flow in a test may take before the test fails.
         many_runs: How many runs the "many runs" test submits.
         known_failures: Test names mapped to the reason they fail on this runner;
-            each is applied as a strict xfail, so a fixed test is noticed.
+            each is applied as a strict xfail, so a fixed test is noticed. Added to
+            those the runner class declares in `known_conformance_failures`.
     """
 
-    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    capabilities: ClassVar[frozenset[Capability] | None] = None
     deadline: ClassVar[float] = 60.0
     many_runs: ClassVar[int] = 10_000
     known_failures: ClassVar[dict[str, str]] = {}
@@ -128,12 +108,14 @@ class TaskRunnerTests:
 
     @pytest.fixture(autouse=True)
     def _apply_capabilities_and_known_failures(self, request: pytest.FixtureRequest) -> None:
+        runner_class = type(request.getfixturevalue("task_runner"))
+        declared = self.capabilities if self.capabilities is not None else runner_class.capabilities
         needed = getattr(request.function, "_requires", frozenset())
-        missing = sorted(c.value for c in needed - set(self.capabilities))
+        missing = sorted(Capability(c).value for c in set(needed) - {Capability(c) for c in declared})
         if missing:
             pytest.skip(f"the runner lacks the capability {', '.join(missing)}")
         name = getattr(request.node, "originalname", request.node.name)
-        reason = self.known_failures.get(name)
+        reason = {**runner_class.known_conformance_failures, **self.known_failures}.get(name)
         if reason is not None:
             request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
