@@ -225,11 +225,13 @@ def test_two_distributions_claiming_one_name_give_an_error_naming_both(fake: Fak
     assert caught.value.name == "contested"
 
 
-def test_an_unknown_known_runner_name_gives_the_pip_extra_to_install() -> None:
+def test_an_unknown_known_runner_name_gives_the_pip_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A runner this project maintains but that is not installed here (all real ones may be).
+    monkeypatch.setitem(plugins._KNOWN, "quantum", "taskrunners[quantum]")
     with pytest.raises(RunnerLookupError) as caught:
-        load_runner("dask")
+        load_runner("quantum")
     message = str(caught.value)
-    assert 'pip install "taskrunners[dask]"' in message
+    assert 'pip install "taskrunners[quantum]"' in message
     assert "installed: " in message and "threads" in message
 
 
@@ -289,7 +291,8 @@ def test_the_runners_command_lists_a_fake_plugin_without_loading_it(tmp_path: Pa
 
 def test_runners_load_reports_ok_for_working_plugins() -> None:
     done = _run([sys.executable, "-m", "taskrunners", "runners", "--load"])
-    assert done.returncode == 0, done.stderr
+    # The exit status says whether any installed plugin failed, and only that.
+    assert (done.returncode == 0) == ("error:" not in done.stdout), done.stdout + done.stderr
     assert "STATUS" in done.stdout.splitlines()[0]
     row = next(line for line in done.stdout.splitlines() if line.startswith("threads"))
     assert "ok: taskrunners_threads._runner.ThreadPoolTaskRunner" in row
@@ -305,7 +308,8 @@ def test_runners_load_exits_non_zero_and_reports_a_broken_plugin(tmp_path: Path)
     assert "error:" in broken and "kaboom at import" in broken and "fake-cli-broken 0.9" in broken
     threads = next(line for line in lines if line.startswith("threads"))
     assert "ok:" in threads  # one broken plugin does not hide the others
-    assert "1 runner plugin(s) failed to load" in done.stderr
+    failed = sum(1 for line in lines[1:] if "error:" in line)
+    assert f"{failed} runner plugin(s) failed to load" in done.stderr
 
 
 def test_the_version_command() -> None:

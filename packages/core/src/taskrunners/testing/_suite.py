@@ -110,7 +110,7 @@ class TaskRunnerTests:
     def _apply_capabilities_and_known_failures(self, request: pytest.FixtureRequest) -> None:
         runner_class = type(request.getfixturevalue("task_runner"))
         declared = self.capabilities if self.capabilities is not None else runner_class.capabilities
-        needed = getattr(request.function, "_requires", frozenset())
+        needed: frozenset[Capability] = getattr(request.function, "_requires", frozenset())
         missing = sorted(Capability(c).value for c in set(needed) - {Capability(c) for c in declared})
         if missing:
             pytest.skip(f"the runner lacks the capability {', '.join(missing)}")
