@@ -48,3 +48,16 @@ def test_run_all_finds_every_benchmark() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
     assert "bench_threads.py" in done.stdout.split()
+
+
+def test_bench_processes_quick_run_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_processes.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "per task, submit loop, N=200" in done.stdout
+    assert "processes over threads" in done.stdout

@@ -2,6 +2,7 @@
 
 import pytest
 from taskrunners.testing import TaskRunnerTests
+from taskrunners_processes import ProcessPoolTaskRunner
 from taskrunners_threads import ThreadPoolTaskRunner
 
 
@@ -21,3 +22,13 @@ class TestThreadPoolTaskRunnerTwoWorkers(TaskRunnerTests):
     @pytest.fixture
     def task_runner(self) -> ThreadPoolTaskRunner:
         return ThreadPoolTaskRunner(max_workers=2)
+
+
+class TestProcessPoolTaskRunner(TaskRunnerTests):
+    @pytest.fixture
+    def task_runner(self) -> ProcessPoolTaskRunner:
+        return ProcessPoolTaskRunner(max_workers=2)
+
+    @pytest.fixture
+    def task_runner_with_one_worker(self) -> ProcessPoolTaskRunner:
+        return ProcessPoolTaskRunner(max_workers=1)

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cloudpickle
 import pytest
 
 from taskrunners import TaskRunnersWarning
@@ -100,6 +101,9 @@ def test_example_runs(block: Block) -> None:
     module = types.ModuleType(name)
     module.__file__ = str(ROOT / block.page)
     sys.modules[name] = module  # so that dataclasses, pickling and inspect find it
+    # Worker processes cannot import this module by name: like a script's __main__,
+    # its tasks travel by value.
+    cloudpickle.register_pickle_by_value(module)
     try:
         code = compile("\n" * (block.line) + block.code, str(ROOT / block.page), "exec")
         with warnings.catch_warnings(record=True) as caught:
@@ -108,6 +112,7 @@ def test_example_runs(block: Block) -> None:
         ours = [w for w in caught if issubclass(w.category, TaskRunnersWarning)]
         assert not ours, f"the example left a warning unhandled: {ours[0].message}"
     finally:
+        cloudpickle.unregister_pickle_by_value(module)
         del sys.modules[name]
 
 

@@ -350,8 +350,14 @@ class Task(Generic[P, R]):
         module = sys.modules.get(module_name)
         qualname = getattr(self, "__qualname__", "")
         # By reference when another process can import it; by value (the function,
-        # with cloudpickle) for tasks of __main__, a notebook, or a closure.
-        if module is not None and module_name != "__main__" and "<locals>" not in qualname:
+        # with cloudpickle) for tasks of __main__, a notebook, a closure, or a module
+        # registered with cloudpickle.register_pickle_by_value.
+        if (
+            module is not None
+            and module_name != "__main__"
+            and "<locals>" not in qualname
+            and not _pickled_by_value(module_name)
+        ):
             target: Any = module
             for part in qualname.split("."):
                 target = getattr(target, part, None)
@@ -371,6 +377,12 @@ def as_wait_list(wait_for: Any) -> list[Any] | tuple[Any, ...] | set[Any] | froz
     if isinstance(wait_for, (list, tuple, set, frozenset)):
         return wait_for
     return list(wait_for)
+
+
+def _pickled_by_value(module_name: str) -> bool:
+    cloudpickle = sys.modules.get("cloudpickle")
+    registry = getattr(cloudpickle, "list_registry_pickle_by_value", None)
+    return registry is not None and module_name in registry()
 
 
 def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:

@@ -1,0 +1,243 @@
+"""Behaviour of ProcessPoolTaskRunner beyond the conformance suite."""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+from taskrunners import Future, TaskRunCrashed, flow, task
+from taskrunners.plugins import load_runner
+from taskrunners.testing import run_with_deadline
+from taskrunners_processes import ProcessPoolTaskRunner, RemoteTraceback, default_start_method
+
+# Workers cannot import this test module by name (pytest imports it by path), so its
+# tasks travel by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+DEADLINE = 60.0
+
+
+@task
+def pid(_: Any = None) -> int:
+    return os.getpid()
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+class Unusual(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"code {code}")
+        self.code = code
+
+
+@task
+def raise_unusual(code: int) -> None:
+    raise Unusual(code)
+
+
+@task
+def segfault() -> None:
+    ctypes.string_at(0)
+
+
+@task
+def exit_now(code: int) -> None:
+    os._exit(code)
+
+
+@task
+def length(value: Any) -> int:
+    return len(value)
+
+
+@task
+def make_lock() -> Any:
+    return threading.Lock()
+
+
+def run(runner: ProcessPoolTaskRunner, body: Any) -> Any:
+    return run_with_deadline(flow(task_runner=runner)(body), DEADLINE)
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def test_registered_as_processes_through_its_entry_point() -> None:
+    assert load_runner("processes") is ProcessPoolTaskRunner
+
+
+def test_default_start_method_is_safe_with_threads() -> None:
+    assert default_start_method() in ("forkserver", "spawn")
+    assert ProcessPoolTaskRunner()._start_method() == default_start_method()
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_invalid_max_workers_is_refused(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_workers"):
+        ProcessPoolTaskRunner(max_workers=bad)
+
+
+def test_unknown_start_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="start method"):
+        ProcessPoolTaskRunner(mp_context="teleport")
+
+
+def test_equality_and_duplicate_keep_the_configuration() -> None:
+    runner = ProcessPoolTaskRunner(2, "spawn", print, ("x",))
+    copy = runner.duplicate()
+    assert copy == runner and copy is not runner
+    assert (copy.max_workers, copy.mp_context, copy.initializer, copy.initargs) == (2, "spawn", print, ("x",))
+    assert runner != ProcessPoolTaskRunner(3, "spawn", print, ("x",))
+    assert ProcessPoolTaskRunner(2, multiprocessing.get_context("spawn")) == ProcessPoolTaskRunner(2, "spawn")
+
+
+# -- what travels ------------------------------------------------------------------------
+
+
+def test_runs_happen_in_other_processes() -> None:
+    def body() -> Any:
+        return pid.map(range(6)).result()
+
+    pids = run(ProcessPoolTaskRunner(max_workers=2), body)
+    assert os.getpid() not in pids
+    assert 1 <= len(set(pids)) <= 2
+
+
+def test_closures_and_lambdas_travel_by_value() -> None:
+    offset = 40
+    add_offset = task(lambda x: x + offset)
+
+    def body() -> Any:
+        return add_offset.submit(2).result()
+
+    assert run(ProcessPoolTaskRunner(max_workers=1), body) == 42
+
+
+def test_exception_keeps_its_type_and_carries_the_worker_traceback() -> None:
+    def body() -> Any:
+        return raise_unusual.submit(5).result(raise_on_failure=False)
+
+    error = run(ProcessPoolTaskRunner(max_workers=1), body)
+    assert type(error) is Unusual and error.code == 5
+    assert isinstance(error.__cause__, RemoteTraceback)
+    assert "in raise_unusual" in error.__cause__.text and "Unusual: code 5" in error.__cause__.text
+
+
+def test_an_unpicklable_argument_fails_that_run_naming_the_task_and_parameter() -> None:
+    def body() -> Any:
+        bad = length.submit(threading.Lock())
+        good = double.submit(21)
+        return bad.result(raise_on_failure=False), good.result()
+
+    error, value = run(ProcessPoolTaskRunner(max_workers=1), body)
+    assert isinstance(error, TypeError)
+    assert "task 'length'" in str(error) and "argument 'value'" in str(error)
+    assert "create the object inside the task" in str(error)
+    assert value == 42
+
+
+def test_an_unpicklable_result_fails_that_run_with_a_clear_error() -> None:
+    def body() -> Any:
+        return make_lock.submit().result(raise_on_failure=False), double.submit(1).result()
+
+    error, value = run(ProcessPoolTaskRunner(max_workers=1), body)
+    assert isinstance(error, TypeError) and "task 'make_lock' returned a value that cannot be pickled" in str(error)
+    assert value == 2
+
+
+def test_submit_does_not_wait_for_upstream_runs(tmp_path: Path) -> None:
+    from taskrunners.testing import _tasks as signals
+
+    def body() -> Any:
+        gate = signals.wait_and_return.submit(str(tmp_path), "go", value=4)
+        downstream = double.submit(gate)  # must return at once although gate waits
+        submitted_before_release = not gate.done()
+        signals.signal(str(tmp_path), "go")
+        return submitted_before_release, downstream.result()
+
+    assert run(ProcessPoolTaskRunner(max_workers=2), body) == (True, 8)
+
+
+# -- lost workers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("crash", ["segfault", "exit"])
+def test_a_dead_worker_crashes_only_its_run_and_is_replaced(crash: str) -> None:
+    crasher = segfault if crash == "segfault" else exit_now.with_options()
+
+    def body() -> Any:
+        lost = crasher.submit() if crash == "segfault" else crasher.submit(7)
+        others = double.map(range(20))
+        lost.wait()
+        later = pid.map(range(4)).result()
+        return lost.state, others.result(), later
+
+    state, others, later = run(ProcessPoolTaskRunner(max_workers=1), body)
+    assert state.is_crashed() and isinstance(state.exception, TaskRunCrashed)
+    assert "died with exit code" in str(state.exception)
+    assert others == [2 * i for i in range(20)]
+    assert len(later) == 4
+
+
+# -- initializer -------------------------------------------------------------------------
+
+
+def record_start(directory: str) -> None:
+    Path(directory, f"started-{os.getpid()}").touch()
+
+
+def failing_initializer() -> None:
+    raise RuntimeError("no database")
+
+
+def test_initializer_runs_once_in_each_worker(tmp_path: Path) -> None:
+    runner = ProcessPoolTaskRunner(max_workers=2, initializer=record_start, initargs=(str(tmp_path),))
+
+    def body() -> Any:
+        return set(pid.map(range(20)).result())
+
+    pids = run(runner.duplicate(), body)
+    started = {int(p.name.split("-")[1]) for p in tmp_path.iterdir()}
+    assert pids <= started and len(started) <= 2
+
+
+def test_a_failing_initializer_crashes_the_runs_with_its_error() -> None:
+    def body() -> Any:
+        futures: list[Future[Any]] = [double.submit(i) for i in range(3)]
+        return [f.result(raise_on_failure=False) for f in futures]
+
+    errors = run(ProcessPoolTaskRunner(max_workers=1, initializer=failing_initializer), body)
+    assert all(isinstance(e, TaskRunCrashed) for e in errors)
+    assert all("no database" in str(e) for e in errors)
+
+
+# -- interrupts --------------------------------------------------------------------------
+
+
+def test_interrupted_flow_crashes_runs_not_yet_sent(tmp_path: Path) -> None:
+    from taskrunners.testing import _tasks as signals
+
+    futures: list[Future[Any]] = []
+
+    def body() -> None:
+        futures.append(signals.wait_and_return.submit(str(tmp_path), "go", value="finished", started="started"))
+        signals.wait_signal(str(tmp_path), "started")
+        futures.extend(double.submit(i) for i in range(3))
+        futures[1].add_done_callback(lambda _: signals.signal(str(tmp_path), "go"))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(ProcessPoolTaskRunner(max_workers=1), body)
+    assert futures[0].result() == "finished"
+    for future in futures[1:]:
+        assert future.state.is_crashed() and "interrupted" in str(future.state.exception)
