@@ -43,24 +43,20 @@ def identity(x: int) -> int:
     return x
 
 
-def spin(seconds: float) -> int:
-    """Pure-Python work for about `seconds` (calibrated by `calibrate`)."""
+def spin(loops: int) -> int:
+    """Pure-Python work: `loops` additions."""
     count = 0
-    for _ in range(int(seconds * LOOPS_PER_SECOND)):
+    for _ in range(loops):
         count += 1
     return count
 
 
-LOOPS_PER_SECOND = 20_000_000.0
-
-
-def calibrate() -> float:
+def loops_for(seconds: float) -> int:
+    """About how many `spin` loops take `seconds` here (a rough guide; the speed-up is
+    computed against a serial run timed in the same process run)."""
     began = time.perf_counter()
-    n = 2_000_000
-    count = 0
-    for _ in range(n):
-        count += 1
-    return n / (time.perf_counter() - began)
+    spin(1_000_000)
+    return int(1_000_000 * seconds / (time.perf_counter() - began))
 
 
 noop = task(identity)
@@ -101,8 +97,12 @@ def cases(workers: int, method: str) -> dict[str, Callable[[int], float]]:
     }
 
 
-def cpu_bound(workers: int, runs: int, seconds: float) -> dict[str, float]:
-    timings = {}
+def cpu_bound(workers: int, runs: int, loops: int) -> dict[str, float]:
+    """Seconds for `runs` spins: one after another here, on threads, on processes."""
+    began = time.perf_counter()
+    for _ in range(runs):
+        spin(loops)
+    timings = {"serial": time.perf_counter() - began}
     for label, runner in (
         ("threads", ThreadPoolTaskRunner(max_workers=workers)),
         ("processes", ProcessPoolTaskRunner(max_workers=workers)),
@@ -110,17 +110,15 @@ def cpu_bound(workers: int, runs: int, seconds: float) -> dict[str, float]:
 
         @flow(task_runner=runner)
         def work() -> None:
-            burn.map([seconds] * runs).result()
+            burn.map([loops] * runs).result()
 
         began = time.perf_counter()
         work()
         timings[label] = time.perf_counter() - began
-    timings["serial"] = runs * seconds
     return timings
 
 
 def main(argv: list[str] | None = None) -> int:
-    global LOOPS_PER_SECOND
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: N=200, 1 round, short CPU case")
     parser.add_argument("--sizes", default="1000,10000")
@@ -132,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     rounds, cpu_runs, cpu_seconds = args.rounds, 8, 0.5
     if args.quick:
         sizes, rounds, cpu_runs, cpu_seconds = [200], 1, 4, 0.05
-    LOOPS_PER_SECOND = calibrate()
     workers = args.workers
     print(
         f"bench_processes: Python {platform.python_version()}, {platform.system()}, {os.cpu_count()} CPUs; "
@@ -164,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f'per task, {label}, N={n:,} (us)':<46} {ours:>10.1f} {bare:>10.1f} {ratio:>9.2f}x"
                 f"  {f'<= {target:g}x':<12} {'yes' if met else 'MISS'}"
             )
-    timings = cpu_bound(workers, cpu_runs, cpu_seconds)
+    timings = cpu_bound(workers, cpu_runs, loops_for(cpu_seconds))
     print()
     print(f"CPU-bound: {cpu_runs} runs of ~{cpu_seconds} s of pure Python on {workers} workers")
+    print(f"  {'serial':<10} {timings['serial']:6.2f} s   (the same runs one after another, timed here)")
     for label in ("threads", "processes"):
         print(f"  {label:<10} {timings[label]:6.2f} s   speed-up over serial {timings['serial'] / timings[label]:.2f}x")
     print(f"  processes over threads: {timings['threads'] / timings['processes']:.2f}x")

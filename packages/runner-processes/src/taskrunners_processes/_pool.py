@@ -13,13 +13,13 @@ workers, reads their replies, and hands each final state to `on_done`.
 from __future__ import annotations
 
 import pickle
+import selectors
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
-
-import cloudpickle
 
 from taskrunners import State, StateType, TaskCall
 
@@ -89,28 +89,25 @@ class WorkerPool:
         self._broken: str | None = None
         self._wake_r, self._wake_w = context.Pipe(duplex=False)
         self._wake_pending = False
+        self._selector = _selector()
+        self._watch(self._wake_r, self._wake_r)
         self._thread = threading.Thread(target=self._loop, name="taskrunners-processes-dispatcher", daemon=True)
         self._thread.start()
 
     # -- called from other threads ----------------------------------------------------
 
-    def submit(self, call: TaskCall, states: list[State[Any]]) -> None:
-        """Queue one run. Its final state reaches `on_done` (maybe before this returns).
-
-        Raises:
-            Exception: The run or its arguments cannot be pickled (nothing is queued).
-        """
-        payload = cloudpickle.dumps((call, states))
+    def submit(self, runs: list[tuple[TaskCall, bytes]]) -> None:
+        """Queue runs, each with its payload from `payload()`; their final states reach
+        `on_done` (maybe before this returns)."""
         with self._lock:
-            if self._broken is not None or self._closed:
-                reason = self._broken_reason() if self._broken is not None else "the runner shut down"
-                dropped: _Item | None = _Item(-1, call, payload)
-            else:
-                dropped = None
-                self._next_token += 1
-                self._queue.append(_Item(self._next_token, call, payload))
+            if self._broken is None and not self._closed:
+                for call, payload in runs:
+                    self._next_token += 1
+                    self._queue.append(_Item(self._next_token, call, payload))
                 self._wake()
-        if dropped is not None:
+                return
+            reason = self._broken_reason() if self._broken is not None else "the runner shut down"
+        for call, _ in runs:
             self._on_done(call, call.crashed(reason))
 
     def cancel_queued(self) -> list[TaskCall]:
@@ -149,15 +146,21 @@ class WorkerPool:
                     missing = self._dispatch()
                 for _ in range(missing):
                     self._spawn()
-                waitables: list[Any] = [self._wake_r]
-                for worker in self._workers:
-                    waitables.append(worker.conn)
-                    waitables.append(worker.process.sentinel)
-                for ready in wait(waitables):
+                for ready in self._wait():
                     if ready is not self._wake_r:
                         self._service(ready)
         finally:
+            self._selector.close()
             self._stop_workers()
+
+    def _wait(self) -> list[Any]:
+        """The pipes and process sentinels that are ready, waiting until one is."""
+        if self._selector is None:  # Windows: pipes are not selectable
+            waitables: list[Any] = [self._wake_r]
+            for worker in self._workers:
+                waitables += [worker.conn, worker.process.sentinel]
+            return wait(waitables)
+        return [key.data for key, _ in self._selector.select()]
 
     def _dispatch(self) -> int:  # with self._lock held
         """Send batches to idle workers; return how many workers to start."""
@@ -194,6 +197,16 @@ class WorkerPool:
         process.start()
         child_end.close()
         self._workers.append(_Worker(process, parent_end, progress))
+        self._watch(parent_end, parent_end)
+        self._watch(process.sentinel, process.sentinel)
+
+    def _watch(self, fileobj: Any, data: Any) -> None:
+        if self._selector is not None:
+            self._selector.register(fileobj, selectors.EVENT_READ, data)
+
+    def _unwatch(self, fileobj: Any) -> None:
+        if self._selector is not None:
+            self._selector.unregister(fileobj)
 
     def _service(self, ready: Any) -> None:
         for worker in self._workers:
@@ -229,6 +242,8 @@ class WorkerPool:
     def _lost(self, worker: _Worker) -> None:
         """A worker died: crash the run it was executing, requeue the rest of its batch."""
         worker.dead = True
+        self._unwatch(worker.conn)
+        self._unwatch(worker.process.sentinel)
         worker.process.join()
         worker.conn.close()
         self._workers.remove(worker)
@@ -284,6 +299,10 @@ class WorkerPool:
             worker.conn.close()
             worker.process.close()
         self._workers.clear()
+
+
+def _selector() -> selectors.BaseSelector | None:
+    return None if sys.platform == "win32" else selectors.DefaultSelector()
 
 
 def _load_state(call: TaskCall, state_bytes: bytes, text: str | None) -> State[Any]:

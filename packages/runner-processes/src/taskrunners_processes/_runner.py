@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 import cloudpickle
 
-from taskrunners import Capability, Future, State, StateType, Task, TaskCall, TaskRunner
+from taskrunners import Capability, Future, FutureList, State, StateType, Task, TaskCall, TaskRunner
 
 from ._pool import WorkerPool
+from ._worker import dumps
 
 __all__ = ["ProcessPoolTaskRunner", "default_start_method"]
 
@@ -144,15 +145,38 @@ class ProcessPoolTaskRunner(TaskRunner):
             self._send(call)
         return call.future  # type: ignore[return-value]
 
+    def map(
+        self,
+        task: Task[Any, Any],
+        parameter_sets: Sequence[dict[str, Any]],
+        wait_for: Iterable[Any] | None = None,
+    ) -> FutureList[Any]:
+        """Like `submit` per run, but queues the runs that are ready in one go, so that
+        they reach the workers in large batches."""
+        calls = [self.prepare(task, parameters, wait_for) for parameters in parameter_sets]
+        self._send_all([call for call in calls if not call.upstream])
+        for call in calls:
+            if call.upstream:
+                call.when_ready(self._send)
+        return FutureList(call.future for call in calls)  # type: ignore[misc]
+
     def _send(self, call: TaskCall) -> None:
+        self._send_all([call])
+
+    def _send_all(self, calls: list[TaskCall]) -> None:
         pool = self._pool
         if pool is None:
-            self._finish(call, call.crashed("the runner shut down before the run could start"))
+            for call in calls:
+                self._finish(call, call.crashed("the runner shut down before the run could start"))
             return
-        try:
-            pool.submit(call, call.upstream_states())
-        except Exception as exc:
-            self._finish(call, State(StateType.FAILED, exception=_unpicklable(call, exc)))
+        runs = []
+        for call in calls:
+            try:
+                runs.append((call, dumps((call, call.upstream_states()))))
+            except Exception as exc:
+                self._finish(call, State(StateType.FAILED, exception=_unpicklable(call, exc)))
+        if runs:
+            pool.submit(runs)
 
     @staticmethod
     def _finish(call: TaskCall, state: State[Any]) -> None:

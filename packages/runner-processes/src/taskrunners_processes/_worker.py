@@ -2,7 +2,7 @@
 
 The protocol over the worker's pipe, each message one `pickle` of a list:
 
-- parent to worker: `[(token, item), ...]`, each `item` being the cloudpickle of
+- parent to worker: `[(token, item), ...]`, each `item` being the pickle (`dumps`) of
   `(TaskCall, upstream_states)`; an empty list asks the worker to exit.
 - worker to parent: `[(token, state_bytes, traceback_text), ...]` for the runs done
   since the last reply; a reply is sent when the batch is done, or sooner once
@@ -41,6 +41,20 @@ class RemoteError(Exception):
     def __init__(self, type_name: str, message: str) -> None:
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
+
+
+def dumps(value: Any) -> bytes:
+    """Pickle `value`: with the fast standard pickler where it can, else cloudpickle.
+
+    cloudpickle is used as soon as a module is registered to travel by value, since
+    the standard pickler would send its objects by reference.
+    """
+    if not cloudpickle.list_registry_pickle_by_value():
+        try:
+            return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pass
+    return cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
 def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
@@ -97,7 +111,7 @@ def _run_one(token: int, item: bytes, nested: Any) -> tuple[int, bytes, str | No
             f"the worker process could not unpickle the run: {type(exc).__name__}: {exc}. A task and "
             "its arguments must be importable or picklable by value in the worker."
         )
-        return token, cloudpickle.dumps(State(StateType.FAILED, exception=error)), None
+        return token, dumps(State(StateType.FAILED, exception=error)), None
     state = call.execute(states, runner=nested)
     nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
     text = None
@@ -108,7 +122,7 @@ def _run_one(token: int, item: bytes, nested: Any) -> tuple[int, bytes, str | No
 
 def _dump_state(call: Any, state: State[Any]) -> bytes:
     try:
-        return cloudpickle.dumps(state)
+        return dumps(state)
     except Exception as exc:
         if state.exception is None:
             error: BaseException = TypeError(
@@ -119,5 +133,5 @@ def _dump_state(call: Any, state: State[Any]) -> bytes:
         else:
             original = state.exception
             error = RemoteError(f"{type(original).__module__}.{type(original).__qualname__}", str(original))
-        return cloudpickle.dumps(State(StateType.FAILED, exception=error, attempt=state.attempt, started=state.started))
+        return dumps(State(StateType.FAILED, exception=error, attempt=state.attempt, started=state.started))
 
