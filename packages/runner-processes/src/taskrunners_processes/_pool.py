@@ -150,7 +150,8 @@ class WorkerPool:
                     if ready is not self._wake_r:
                         self._service(ready)
         finally:
-            self._selector.close()
+            if self._selector is not None:
+                self._selector.close()
             self._stop_workers()
 
     def _wait(self) -> list[Any]:
