@@ -625,3 +625,28 @@ def test_entering_a_runner_twice_raises() -> None:
         assert runner.started
         assert runner.submit(identity, {"value": 3}).result(timeout=LONG) == 3
     assert not runner.started
+
+
+def test_a_runner_that_raises_in_submit_does_not_leave_the_run_open() -> None:
+    """A bug in a runner's submit ends the prepared run CRASHED; the flow still exits."""
+    from taskrunners.testing import run_with_deadline
+
+    prepared: list[Any] = []
+
+    class RaisesAfterPrepare(ThreadPoolTaskRunner):
+        def submit(self, task: Any, parameters: Any, wait_for: Any = None) -> Any:
+            prepared.append(self.prepare(task, parameters, wait_for))
+            raise RuntimeError("runner bug")
+
+    @flow(task_runner=RaisesAfterPrepare())
+    def body() -> None:
+        with pytest.raises(RuntimeError, match="runner bug"):
+            identity.submit(1)
+        with pytest.raises(RuntimeError, match="runner bug"):
+            identity.map([1, 2])
+
+    with pytest.warns(UnobservedFailureWarning):
+        run_with_deadline(body, 30)
+    assert len(prepared) == 2
+    for call in prepared:
+        assert call.future.state.is_crashed() and "raised while accepting it" in str(call.future.state.exception)

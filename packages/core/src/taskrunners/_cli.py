@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,12 +19,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also import each plugin and report whether it loads",
     )
     commands.add_parser("version", help="print the version of taskrunners")
+    _add_check_command(commands)
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
 
         print(__version__)
         return 0
+    if args.command == "check":
+        return _check(args)
     return _list_runners(load=args.load)
 
 
@@ -54,3 +58,93 @@ def _list_runners(load: bool) -> int:
     if failed:
         print(f"{failed} runner plugin(s) failed to load", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _add_check_command(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="run the conformance suite against an installed runner",
+        description="Run the conformance suite (taskrunners.testing) against the installed runner NAME "
+        "and print one row per test: passed, skipped (with the capability the runner lacks), "
+        "xfailed (a known failure the runner declares) or failed (with the error). Exit status: "
+        "0 when no test failed, 1 when one did, 2 when the suite could not run. Needs pytest.",
+    )
+    check.add_argument("name", help="the runner's name, as `taskrunners runners` lists it")
+    check.add_argument(
+        "-k", dest="keyword", metavar="EXPR", help="run only the tests that match (as pytest -k)"
+    )
+    check.add_argument(
+        "--deadline", type=_positive(float), metavar="SECONDS", help="how long one flow may take (default 60)"
+    )
+    check.add_argument(
+        "--many-runs", type=_positive(int), metavar="N", help="runs in the many-runs test (default 10000)"
+    )
+    check.add_argument(
+        "--runner-arg",
+        dest="runner_args",
+        action="append",
+        type=_keyword_argument,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for the runner class (VALUE as a Python literal, else a string); repeatable",
+    )
+    check.add_argument(
+        "--one-worker",
+        dest="one_worker",
+        action="append",
+        type=_keyword_argument,
+        metavar="KEY=VALUE",
+        help="a keyword argument that makes the runner run one task at a time (e.g. max_workers=1); "
+        "without it the one-worker tests are skipped; repeatable",
+    )
+    check.add_argument(
+        "-v", "--verbose", action="store_true", help="also print pytest's report, with tracebacks"
+    )
+
+
+def _keyword_argument(text: str) -> tuple[str, Any]:
+    import ast
+
+    key, equals, value = text.partition("=")
+    if not equals or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python name, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        import pytest  # noqa: F401  (the suite is pytest tests)
+    except ImportError:
+        print(
+            'taskrunners check needs pytest: pip install "taskrunners-core[testing]"',
+            file=sys.stderr,
+        )
+        return 2
+    from .testing._check import check
+
+    return check(
+        args.name,
+        runner_kwargs=dict(args.runner_args),
+        one_worker_kwargs=dict(args.one_worker) if args.one_worker else None,
+        keyword=args.keyword,
+        deadline=args.deadline,
+        many_runs=args.many_runs,
+        verbose=args.verbose,
+    )

@@ -45,6 +45,23 @@ def require_runner(task_name: str, method: str) -> TaskRunner:
     return runner
 
 
+def track_prepared() -> list[Any] | None:
+    """Start collecting the calls that runners prepare in this thread; returns the
+    previous collector, for `stop_tracking`."""
+    previous = getattr(_thread, "prepared", None)
+    _thread.prepared = []
+    return previous
+
+
+def prepared_calls() -> list[Any]:
+    """The calls prepared in this thread since `track_prepared`."""
+    return getattr(_thread, "prepared", None) or []
+
+
+def stop_tracking(previous: list[Any] | None) -> None:
+    _thread.prepared = previous
+
+
 def set_blocking_hook(hook: Callable[[], contextlib.AbstractContextManager[Any]] | None) -> None:
     """Install, in the calling thread, what to do while this thread waits on a future.
 

@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from . import _context
 from ._engine import TaskCall, TaskRunInfo
 from ._errors import DependencyError, RunnerLifecycleError, UnobservedFailureWarning
 from ._futures import Future, FutureList
@@ -191,6 +192,9 @@ class TaskRunner(abc.ABC):
             _refuse_self_dependency(call)
         with self._lock:
             self._open += 1
+        collector = getattr(_context._thread, "prepared", None)
+        if collector is not None:
+            collector.append(call)
         return call
 
     def _run_final(self, future: Future[Any], state: State[Any]) -> None:

@@ -189,7 +189,15 @@ class Task(Generic[P, R]):
         """
         wait_for = kwargs.pop("wait_for", None)
         runner = _context.require_runner(self.name, "submit")
-        return runner.submit(self, self._bind(args, kwargs), wait_for)
+        parameters = self._bind(args, kwargs)
+        previous = _context.track_prepared()
+        try:
+            return runner.submit(self, parameters, wait_for)
+        except BaseException as exc:
+            _crash_prepared(runner, exc)
+            raise
+        finally:
+            _context.stop_tracking(previous)
 
     def map(self, *args: Any, **kwargs: Any) -> FutureList[R]:
         """Hand one run per element of the iterable arguments to the flow's runner.
@@ -211,7 +219,15 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         runner = _context.require_runner(self.name, "map")
         wait_list = None if wait_for is None else as_wait_list(wait_for)
-        return runner.map(self, self._expand(self._bind(args, kwargs)), wait_list)
+        parameter_sets = self._expand(self._bind(args, kwargs))
+        previous = _context.track_prepared()
+        try:
+            return runner.map(self, parameter_sets, wait_list)
+        except BaseException as exc:
+            _crash_prepared(runner, exc)
+            raise
+        finally:
+            _context.stop_tracking(previous)
 
     # -- internals --------------------------------------------------------------------
 
@@ -368,6 +384,16 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
+
+
+def _crash_prepared(runner: Any, error: BaseException) -> None:
+    """A runner raised while handing runs over: end those it had prepared but not
+    finished, so that nothing stays open (the flow would wait for it forever)."""
+    for call in _context.prepared_calls():
+        if not call.future.done():
+            call.future.set_state(
+                call.crashed(f"{type(runner).__name__} raised while accepting it: {error!r}", error)
+            )
 
 
 def as_wait_list(wait_for: Any) -> list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any]:

@@ -108,14 +108,14 @@ class TaskRunnerTests:
 
     @pytest.fixture(autouse=True)
     def _apply_capabilities_and_known_failures(self, request: pytest.FixtureRequest) -> None:
-        runner_class = type(request.getfixturevalue("task_runner"))
-        declared = self.capabilities if self.capabilities is not None else runner_class.capabilities
+        runner = request.getfixturevalue("task_runner")  # an instance may differ from its class
+        declared = self.capabilities if self.capabilities is not None else runner.capabilities
         needed: frozenset[Capability] = getattr(request.function, "_requires", frozenset())
         missing = sorted(Capability(c).value for c in set(needed) - {Capability(c) for c in declared})
         if missing:
             pytest.skip(f"the runner lacks the capability {', '.join(missing)}")
         name = getattr(request.node, "originalname", request.node.name)
-        reason = {**runner_class.known_conformance_failures, **self.known_failures}.get(name)
+        reason = {**runner.known_conformance_failures, **self.known_failures}.get(name)
         if reason is not None:
             request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
@@ -323,6 +323,18 @@ class TaskRunnerTests:
             return second.result()
 
         assert self.run_flow(task_runner, body) is True
+
+    def test_wait_for_holds_a_run_until_its_upstream_is_final(self, task_runner: TaskRunner, signals: str) -> None:
+        def body() -> Any:
+            first = t.wait_and_return.submit(signals, "go", value=1)
+            second = t.signal_and_return.submit(signals, "second-ran", wait_for=[first])
+            second.wait(timeout=0.2)  # it must not start while `first` waits for "go"
+            held = not second.done() and not t.is_set(signals, "second-ran")
+            t.signal(signals, "go")
+            second.wait()
+            return held, first.state.is_completed(), second.state.is_completed()
+
+        assert self.run_flow(task_runner, body) == (True, True, True)
 
     def test_failed_upstream_gives_a_final_state_naming_it(self, task_runner: TaskRunner) -> None:
         def body() -> Any:

@@ -1,0 +1,65 @@
+"""The conformance suite of taskrunners, once per kind of executor.
+
+Each class states what its configuration can do (`capabilities`) and what it cannot
+(`known_failures`, run as strict xfails); the suite does the rest.
+"""
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
+
+import pytest
+from taskrunners import Capability
+from taskrunners.testing import TaskRunnerTests
+from taskrunners_executor import ExecutorTaskRunner
+
+NESTED = "a task in a worker process cannot reach the flow's runner"
+
+
+@pytest.fixture(scope="module")
+def process_pool():
+    """One process pool for the module: started once, shut down by its owner (us)."""
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def loky_executor():
+    loky = pytest.importorskip("loky", reason="the loky configuration needs loky (pip install loky)")
+    executor = loky.get_reusable_executor(max_workers=2)
+    yield executor
+    executor.shutdown(wait=True)
+
+
+class TestThreadPoolFactory(TaskRunnerTests):
+    """A fresh pool of threads per flow run (the default, with room for nesting)."""
+
+    capabilities = frozenset({Capability.IN_PROCESS})
+
+    @pytest.fixture
+    def task_runner(self):
+        return ExecutorTaskRunner(partial(ThreadPoolExecutor, max_workers=8))
+
+
+class TestSharedProcessPool(TaskRunnerTests):
+    """A ProcessPoolExecutor shared by every flow run."""
+
+    capabilities = frozenset({Capability.PARALLEL})
+    many_runs = 1_000
+    known_failures = {"test_nested_submission_from_a_task": NESTED}
+
+    @pytest.fixture
+    def task_runner(self, process_pool):
+        return ExecutorTaskRunner(process_pool)
+
+
+class TestSharedLokyExecutor(TaskRunnerTests):
+    """loky's reusable executor, shared by every flow run."""
+
+    capabilities = frozenset({Capability.PARALLEL})
+    many_runs = 1_000
+    known_failures = {"test_nested_submission_from_a_task": NESTED}
+
+    @pytest.fixture
+    def task_runner(self, loky_executor):
+        return ExecutorTaskRunner(loky_executor)
