@@ -61,3 +61,16 @@ def test_bench_processes_quick_run_prints_its_table() -> None:
     assert done.returncode == 0, done.stderr
     assert "per task, submit loop, N=200" in done.stdout
     assert "processes over threads" in done.stdout
+
+
+def test_bench_scaling_quick_run_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_scaling.py"), "--quick", "--workers", "1,2", "--only", "processes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("processes ")]
+    assert [row[1] for row in rows] == ["1", "2"]

@@ -1,0 +1,116 @@
+"""Speed-up of CPU-bound runs with more cores: processes, Dask and Ray.
+
+Run from the repository root::
+
+    python benchmarks/bench_scaling.py                    # workers 1, 2, 4, ... up to the CPU count
+    python benchmarks/bench_scaling.py --workers 1,2 --quick
+
+Each case maps `runs` pure-Python runs of about `--seconds` each over a runner with W
+workers (W processes for the process runner, W single-threaded worker processes for a
+Dask LocalCluster, `num_cpus=W` for a local Ray) and times the whole flow, start-up
+included. The speed-up is against the same runs done one after another in this
+process, timed in the same process run. Runners that are not installed are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from taskrunners import TaskRunner, flow, task
+
+
+def spin(loops: int) -> int:
+    """Pure-Python work: `loops` additions."""
+    count = 0
+    for _ in range(loops):
+        count += 1
+    return count
+
+
+burn = task(spin)
+
+
+def loops_for(seconds: float) -> int:
+    began = time.perf_counter()
+    spin(2_000_000)
+    return int(2_000_000 * seconds / (time.perf_counter() - began))
+
+
+def runners() -> dict[str, Callable[[int], TaskRunner]]:
+    """The runners installed here, each as a factory taking the worker count."""
+    found: dict[str, Callable[[int], TaskRunner]] = {}
+    try:
+        from taskrunners_processes import ProcessPoolTaskRunner
+
+        found["processes"] = lambda w: ProcessPoolTaskRunner(max_workers=w)
+    except ImportError:
+        pass
+    try:
+        from taskrunners_dask import DaskTaskRunner
+
+        found["dask"] = lambda w: DaskTaskRunner(
+            cluster_kwargs={"n_workers": w, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+        )
+    except ImportError:
+        pass
+    try:
+        from taskrunners_ray import RayTaskRunner
+
+        found["ray"] = lambda w: RayTaskRunner(init_kwargs={"num_cpus": w})
+    except ImportError:
+        pass
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cpus = os.cpu_count() or 1
+    default_workers = ",".join(str(w) for w in (1, 2, 4, 8, 16, 32, 64) if w <= cpus)
+    parser.add_argument("--workers", default=default_workers, help="worker counts, comma-separated")
+    parser.add_argument("--runs", type=int, default=0, help="runs per case (default: 2 x the most workers)")
+    parser.add_argument("--seconds", type=float, default=0.25, help="work per run (default 0.25 s)")
+    parser.add_argument("--only", default="", help="runner names to measure, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: short runs")
+    args = parser.parse_args(argv)
+    counts = [int(w) for w in args.workers.split(",")]
+    runs = args.runs or 2 * max(counts)
+    seconds = 0.02 if args.quick else args.seconds
+    loops = loops_for(seconds)
+    available = runners()
+    chosen = [n for n in available if not args.only or n in args.only.split(",")]
+    print(
+        f"bench_scaling: Python {platform.python_version()}, {platform.system()}, {cpus} CPUs; "
+        f"{runs} runs of ~{seconds} s; runners: {', '.join(chosen) or 'none'}"
+    )
+    began = time.perf_counter()
+    for _ in range(runs):
+        spin(loops)
+    serial = time.perf_counter() - began
+    print(f"serial (one after another, here): {serial:.2f} s\n")
+    print(f"{'runner':<10} {'workers':>7} {'seconds':>8} {'speed-up':>9} {'per worker':>11}")
+    results: dict[str, Any] = {}
+    for name in chosen:
+        for workers in counts:
+
+            @flow(task_runner=available[name](workers))
+            def work() -> None:
+                burn.map([loops] * runs).result()
+
+            start = time.perf_counter()
+            work()
+            elapsed = time.perf_counter() - start
+            speedup = serial / elapsed
+            results[(name, workers)] = speedup
+            print(f"{name:<10} {workers:>7} {elapsed:>8.2f} {speedup:>8.2f}x {speedup / workers:>10.2f}")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
