@@ -406,9 +406,14 @@ def as_wait_list(wait_for: Any) -> list[Any] | tuple[Any, ...] | set[Any] | froz
 
 
 def _pickled_by_value(module_name: str) -> bool:
+    """Whether cloudpickle (if loaded) was told to send `module_name`'s objects by value."""
     cloudpickle = sys.modules.get("cloudpickle")
-    registry = getattr(cloudpickle, "list_registry_pickle_by_value", None)
-    return registry is not None and module_name in registry()
+    if cloudpickle is None:
+        return False
+    registry = getattr(getattr(cloudpickle, "cloudpickle", None), "_PICKLE_BY_VALUE_MODULES", None)
+    if registry is None:  # a cloudpickle without that set: ask the public (slower) way
+        return module_name in cloudpickle.list_registry_pickle_by_value()
+    return module_name in registry
 
 
 def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:

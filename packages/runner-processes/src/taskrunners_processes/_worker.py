@@ -49,12 +49,17 @@ def dumps(value: Any) -> bytes:
     cloudpickle is used as soon as a module is registered to travel by value, since
     the standard pickler would send its objects by reference.
     """
-    if not cloudpickle.list_registry_pickle_by_value():
+    if not _by_value_registry():
         try:
             return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         except Exception:
             pass
     return cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def _by_value_registry() -> Any:
+    registry = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", None)
+    return cloudpickle.list_registry_pickle_by_value() if registry is None else registry
 
 
 def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
