@@ -56,7 +56,7 @@ class TaskRunInfo:
         self.created = time.time()
         self.start: float | None = None
         self.end: float | None = None
-        self._id: Any = None
+        self._id: int | None = None  # the id as a 128-bit number
 
     @property
     def name(self) -> str:
@@ -71,11 +71,11 @@ class TaskRunInfo:
         run's number. Unique across processes, and far cheaper than `uuid4()` per run
         (where the system's random source is slow, each `uuid4()` costs a system call).
         """
-        if self._id is None:
-            import uuid
+        import uuid
 
-            self._id = uuid.UUID(int=_id_base() | self.number)
-        return self._id
+        if self._id is None:
+            self._id = _id_base() | self.number
+        return uuid.UUID(int=self._id)
 
     @property
     def start_time(self) -> datetime | None:
@@ -96,7 +96,9 @@ class TaskRunInfo:
 
     def __getstate__(self) -> tuple[Any, ...]:
         # A copy sent elsewhere must carry the same id: make it now if nobody asked yet.
-        return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self.id)
+        if self._id is None:
+            self._id = _id_base() | self.number
+        return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id) = state
