@@ -1,0 +1,221 @@
+"""What RayTaskRunner costs, next to the same work through bare `f.remote` and `ray.get`.
+
+Run from the repository root (see benchmarks/README.md)::
+
+    python benchmarks/bench_ray.py                  # full run: N=1,000, 3 rounds
+    python benchmarks/bench_ray.py --quick          # a smoke run: N=50, 1 round
+    python benchmarks/bench_ray.py --json benchmarks/results/ray.json
+
+On one local Ray with 2 CPUs, started once (by a `RayTaskRunner` held open, so on
+127.0.0.1 with the runner's settings), in this process:
+
+- **submit loop**: a flow on `RayTaskRunner()` submits N no-op runs and reads every
+  result; *bare* calls `f.remote()` N times and `ray.get` on the list.
+- **map**: `task.map(range(N)).result()` against the same bare job.
+- **chain**: N runs, each taking the previous one's future as its argument, and the
+  last result read; *bare* chains `f.remote(previous_ref)` the same way and gets the last.
+- **submit loop, one argument**: the submit loop with `identity.submit(i)`, against
+  `f.remote(i)`. Every run of the runner carries its call to the worker as one argument
+  and its final state back as its result; a bare `f.remote()` with neither pays Ray
+  less, so this row compares runs that move the same number of objects.
+
+The flows' runners join the running Ray (they neither start nor stop it), so the
+figures are the cost per run, not Ray's start-up. Both sides run the same module-level
+functions (`taskrunners.testing._tasks`; bare Ray wraps the tasks' plain functions).
+Jobs run interleaved, in a rotated order each round, after a warm-up; the figure is the
+median over rounds, divided by N. Target: at most 1.2x bare. `--check` exits with
+status 1 on a miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+RATIO_TARGET = 1.2
+HEADER = f"{'metric':<58} {'ours':>10} {'bare':>10} {'ours/bare':>10}  {'target':<14} met"
+
+Case = Callable[[int], float]
+
+
+def make_cases() -> dict[str, Case]:
+    import ray
+    from taskrunners import flow
+    from taskrunners.testing import _tasks as t
+    from taskrunners_ray import RayTaskRunner
+
+    runner = RayTaskRunner()
+    noop, identity, add = t.noop, t.identity, t.add
+    bare_noop = ray.remote(max_retries=0)(t.noop.fn)
+    bare_identity = ray.remote(max_retries=0)(t.identity.fn)
+    bare_add = ray.remote(max_retries=0)(t.add.fn)
+
+    @flow(task_runner=runner)
+    def submit_loop(n: int) -> None:
+        futures = [noop.submit() for _ in range(n)]
+        for future in futures:
+            future.result()
+
+    @flow(task_runner=runner)
+    def submit_loop_argument(n: int) -> None:
+        futures = [identity.submit(i) for i in range(n)]
+        for future in futures:
+            future.result()
+
+    @flow(task_runner=runner)
+    def mapped(n: int) -> None:
+        identity.map(range(n)).result()
+
+    @flow(task_runner=runner)
+    def chain(n: int) -> None:
+        future = add.submit(0, 1)
+        for _ in range(n - 1):
+            future = add.submit(future, 1)
+        assert future.result() == n
+
+    def bare_submit(n: int) -> None:
+        ray.get([bare_noop.remote() for _ in range(n)])
+
+    def bare_map(n: int) -> None:
+        ray.get([bare_identity.remote(i) for i in range(n)])
+
+    def bare_submit_argument(n: int) -> None:
+        ray.get([bare_identity.remote(i) for i in range(n)])
+
+    def bare_chain(n: int) -> None:
+        ref = bare_add.remote(0, 1)
+        for _ in range(n - 1):
+            ref = bare_add.remote(ref, 1)
+        assert ray.get(ref) == n
+
+    def timed(fn: Callable[[int], Any]) -> Case:
+        def case(n: int) -> float:
+            began = time.perf_counter()
+            fn(n)
+            return time.perf_counter() - began
+
+        return case
+
+    return {
+        "ours submit loop": timed(submit_loop),
+        "bare submit loop": timed(bare_submit),
+        "ours map": timed(mapped),
+        "bare map": timed(bare_map),
+        "ours chain": timed(chain),
+        "bare chain": timed(bare_chain),
+        "ours submit loop, one argument": timed(submit_loop_argument),
+        "bare submit loop, one argument": timed(bare_submit_argument),
+    }
+
+
+STYLES = ("submit loop", "map", "chain", "submit loop, one argument")
+
+
+def measure(n: int, rounds: int) -> list[dict[str, Any]]:
+    cases = make_cases()
+    names = list(cases)
+    for name in names:  # warm up: worker processes, function export, code paths
+        cases[name](min(n, 100))
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()
+            samples[name].append(cases[name](n))
+    rows = []
+    for style in STYLES:
+        ours = statistics.median(samples[f"ours {style}"]) / n * 1e6
+        bare = statistics.median(samples[f"bare {style}"]) / n * 1e6
+        rows.append(
+            {
+                "style": style,
+                "n": n,
+                "ours_us_per_task": ours,
+                "bare_us_per_task": bare,
+                "ratio": ours / bare,
+                "met": ours / bare <= RATIO_TARGET,
+                "ours_seconds": samples[f"ours {style}"],
+                "bare_seconds": samples[f"bare {style}"],
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: N=50, 1 round")
+    parser.add_argument("--n", type=int, default=1000, help="runs per job (default 1,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every job (default 3)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (default 2)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
+    args = parser.parse_args(argv)
+    n, rounds = (50, 1) if args.quick else (args.n, args.rounds)
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from taskrunners_ray import RayTaskRunner
+
+    began = time.perf_counter()
+    # One Ray for the whole run, started the runner's way (127.0.0.1, no dashboard,
+    # small object store); the flows' runners join it.
+    with RayTaskRunner(init_kwargs={"num_cpus": args.cpus, "log_to_driver": False}):
+        started = time.perf_counter() - began
+        rows = measure(n, rounds)
+
+    print(
+        f"RayTaskRunner vs f.remote + ray.get: one local Ray of {args.cpus} CPUs, N={n:,}, "
+        f"{rounds} round(s), median per task; Ray start {started:.2f} s"
+    )
+    print(f"Python {platform.python_version()}, ray {ray.__version__}, {os.cpu_count()} CPUs")
+    print(HEADER)
+    for row in rows:
+        metric = f"per task, {row['style']}, N={n:,} (us)"
+        print(
+            f"{metric:<58} {row['ours_us_per_task']:>10.1f} {row['bare_us_per_task']:>10.1f} "
+            f"{row['ratio']:>9.2f}x  {'<= ' + format(RATIO_TARGET, 'g') + 'x bare':<14} "
+            f"{'yes' if row['met'] else 'MISS'}"
+        )
+    print(
+        "ours = a flow on RayTaskRunner() joined to the running Ray; bare = ray.remote "
+        "functions, f.remote + ray.get.\nPer-task figures: median of the whole job / N."
+    )
+    if args.json:
+        report = {
+            "meta": {
+                "python": platform.python_version(),
+                "ray": ray.__version__,
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "ray_cpus": args.cpus,
+                "n": n,
+                "rounds": rounds,
+                "quick": args.quick,
+                "ray_start_seconds": started,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            "targets": {"ratio_max": RATIO_TARGET},
+            "per_task_overhead": rows,
+            "all_targets_met": all(row["met"] for row in rows),
+        }
+        directory = os.path.dirname(args.json)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+        print(f"wrote {args.json}")
+    if args.check and not all(row["met"] for row in rows):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Which Ray a runner uses: one it starts, one it connects to, or one already there.
+
+A process holds one Ray connection at a time. The first runner that needs Ray starts
+a local one (no address) or connects (an address) and records a `Session`; runners
+that start while it is up (nested flows, flows in other threads) join it, and the
+last one to leave shuts it down: `ray.shutdown()` stops a Ray this process started
+and only disconnects from a cluster it connected to. A Ray that was running before
+any runner came (the user's own `ray.init()`, or a Ray worker process) is used as it
+is and never shut down.
+
+Loopback: Ray replaces 127.0.0.1 with the machine's outward address whenever it is
+asked for the local node's address, and then binds its servers to that address. It
+keeps the loopback address only where it believes clusters are not supported (its
+`ENABLE_RAY_CLUSTER` switch, off on Windows and macOS, set by the environment
+variable `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`). The runner turns that switch off while
+it starts a local Ray, and while it connects to an address on this machine, so that the
+Ray it starts listens on 127.0.0.1 only and a driver can reach a cluster that does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["DEFAULT_OBJECT_STORE_MEMORY", "Session", "join", "leave"]
+
+#: The object store of a local Ray that the runner starts (Ray's default is 30 % of RAM).
+DEFAULT_OBJECT_STORE_MEMORY = 512 * 1024 * 1024
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+_lock = threading.RLock()
+_current: Session | None = None
+
+
+class Session:
+    """A Ray that runners of this process started or connected to.
+
+    Attributes:
+        kind: `"started"` (a local Ray) or `"connected"` (a cluster by address).
+        address: The address connected to, or `None`.
+        job_id: Ray's id of this process's connection, to tell it from a later one.
+        users: How many started runners use it.
+    """
+
+    __slots__ = ("address", "job_id", "kind", "users")
+
+    def __init__(self, kind: str, address: str | None, job_id: str) -> None:
+        self.kind = kind
+        self.address = address
+        self.job_id = job_id
+        self.users = 1
+
+
+def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
+    """Make sure this process is connected to the Ray the runner asks for.
+
+    Returns:
+        The `Session` to `leave` when the runner stops, or `None` for a Ray that was
+        running already and is not the runners' to stop.
+
+    Raises:
+        RuntimeError: This process is connected to another Ray than `address`, or
+            connecting failed for want of an authentication token.
+    """
+    global _current
+    import ray
+
+    with _lock:
+        if ray.is_initialized():
+            session = _current
+            if session is not None and session.job_id == _job_id():
+                _check_same_cluster(address)
+                session.users += 1
+                return session
+            _check_same_cluster(address)
+            return None
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address is None:
+            _start_local(init_kwargs)
+            session = Session("started", None, _job_id())
+        else:
+            _connect(address, init_kwargs)
+            session = Session("connected", address, _job_id())
+        _current = session
+        return session
+
+
+def leave(session: Session) -> bool:
+    """One runner stops using `session`; the last one shuts Ray down (or disconnects).
+
+    Returns:
+        Whether Ray was shut down.
+    """
+    global _current
+    import ray
+
+    with _lock:
+        session.users -= 1
+        if session.users > 0:
+            return False
+        if _current is session:
+            _current = None
+        if ray.is_initialized() and _job_id() == session.job_id:
+            ray.shutdown()
+            return True
+        return False
+
+
+def current() -> Session | None:
+    """The session of this process's runners, if Ray is still the one they joined."""
+    return _current
+
+
+def _job_id() -> str:
+    import ray
+
+    try:
+        return str(ray.get_runtime_context().get_job_id())
+    except Exception:  # a client connection may not tell; identity is then the object
+        return "?"
+
+
+def _start_local(init_kwargs: dict[str, Any]) -> None:
+    import ray
+
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "object_store_memory": DEFAULT_OBJECT_STORE_MEMORY,
+        "_node_ip_address": "127.0.0.1",
+    }
+    kwargs.update(init_kwargs)
+    with _loopback():
+        # "local" always starts a new Ray, even if RAY_ADDRESS is set or a `ray start`
+        # cluster runs on this machine.
+        ray.init(address="local", **kwargs)
+
+
+def _connect(address: str, init_kwargs: dict[str, Any]) -> None:
+    import ray
+
+    local = address == "auto" or _is_loopback(address)
+    try:
+        with _loopback() if local else contextlib.nullcontext():
+            ray.init(address=address, **init_kwargs)
+    except Exception as exc:
+        if "auth" in type(exc).__name__.lower() or "token" in str(exc).lower():
+            raise RuntimeError(
+                f"could not connect to the Ray cluster at {address!r}: {exc}. The cluster "
+                "asks for token authentication: set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN "
+                "(or RAY_AUTH_TOKEN_PATH) to the cluster's token, in this process's "
+                "environment before the flow starts."
+            ) from exc
+        raise
+
+
+def _is_loopback(address: str) -> bool:
+    if "://" in address:
+        return False
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+@contextlib.contextmanager
+def _loopback() -> Iterator[None]:
+    """Keep Ray from replacing 127.0.0.1 by this machine's outward address (see above)."""
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - a Ray without that module: its own defaults
+        yield
+        return
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if saved is None:  # pragma: no cover
+        yield
+        return
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _check_same_cluster(address: str | None) -> None:
+    """Refuse to run on the Ray this process is connected to if `address` names another."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    import ray
+
+    try:
+        connected = str(ray.get_runtime_context().gcs_address)
+    except Exception:
+        return
+    wanted_port = address.rsplit(":", 1)[-1]
+    if connected.rsplit(":", 1)[-1] != wanted_port:
+        raise RuntimeError(
+            f"RayTaskRunner(address={address!r}): this process is already connected to the "
+            f"Ray at {connected}, and a process holds one Ray connection at a time. Use that "
+            "address, or end the other connection (ray.shutdown()) first."
+        )
