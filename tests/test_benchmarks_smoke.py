@@ -74,3 +74,16 @@ def test_bench_scaling_quick_run_prints_its_table() -> None:
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("processes ")]
     assert [row[1] for row in rows] == ["1", "2"]
+
+
+def test_bench_ray_quick_run_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_ray.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(line.split()[:3] == ["metric", "ours", "bare"] for line in done.stdout.splitlines()), done.stdout
+    assert sum(1 for line in done.stdout.splitlines() if line.startswith("per task,")) >= 3
