@@ -87,3 +87,33 @@ def test_bench_ray_quick_run_prints_its_table() -> None:
     assert done.returncode == 0, done.stderr
     assert any(line.split()[:3] == ["metric", "ours", "bare"] for line in done.stdout.splitlines()), done.stdout
     assert sum(1 for line in done.stdout.splitlines() if line.startswith("per task,")) >= 3
+
+
+def test_bench_dask_quick_run_prints_its_table(tmp_path: Path) -> None:
+    report = tmp_path / "dask.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_dask.py"), "--quick", "--json", str(report)],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.split() == ["metric", "ours", "bare", "ours/bare", "target", "met"] for line in lines), (
+        done.stdout
+    )
+    for metric in (
+        "per task, submit loop, N=50",
+        "per task, map, N=50",
+        "per task, chain (future as argument), N=50",
+    ):
+        assert any(line.startswith(metric) for line in lines), metric
+    figures = json.loads(report.read_text())
+    assert figures["meta"]["n"] == 50 and figures["meta"]["workers"] == 2
+    assert [row["style"] for row in figures["per_task_overhead"]] == [
+        "submit loop",
+        "map",
+        "chain (future as argument)",
+    ]

@@ -1,0 +1,346 @@
+"""The flow's side: where final states reported by workers become futures' states.
+
+One `Channel` per `distributed.Client`. It subscribes to the client's own event topic
+(the scheduler forgets that topic's events once the client has gone), and a thread of
+its own turns each report into the run's final `State`, so that no done-callback of a
+run ever executes on Dask's event loop. A periodic scan finds the Dask tasks that
+ended without a report (a lost worker, a cancelled task).
+
+A run whose value was too large for its report gets a `RemoteState`: it fetches the
+value from the cluster the first time someone reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from taskrunners import State, StateType, TaskCall, TaskRunnersError
+
+from ._remote import decode_fields
+
+if TYPE_CHECKING:
+    import distributed
+
+    from ._runner import DaskTaskRunner
+
+__all__ = ["Channel", "Record", "RemoteState"]
+
+logger = logging.getLogger("taskrunners.dask")
+
+_TYPES = {member.value: member for member in StateType}
+_TITLES = {member: member.value.title() for member in StateType}
+_new = object.__new__
+_FETCH = object()
+_CHECK = object()
+_ENDED = frozenset({"error", "cancelled"})
+#: Seconds between scans for Dask tasks that ended without a report.
+SCAN_INTERVAL = 0.1
+_SEQUENCES = (tuple, list)
+_STOP = object()
+
+
+class Record:
+    """One run in flight on the cluster, until its final state is known."""
+
+    __slots__ = (
+        "args",
+        "call",
+        "done",
+        "evented",
+        "finished_scans",
+        "key",
+        "losses",
+        "native",
+        "options",
+        "runner",
+        "task",
+    )
+
+    def __init__(
+        self, runner: DaskTaskRunner, call: TaskCall, key: str, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> None:
+        self.runner = runner
+        self.call = call
+        self.task = call.task
+        self.key = key
+        self.args = args
+        self.options = options
+        self.native: distributed.Future | None = None
+        self.losses = 0  # runs of this call lost with their worker while it ran alone
+        self.evented = False  # its report reached the client
+        self.finished_scans = 0  # scans that saw its Dask task finished, without a report
+        self.done = False
+
+
+class RemoteState(State[Any]):
+    """A final state whose value is still on the Dask cluster; read on first use."""
+
+    __slots__ = ("__weakref__", "_loaded", "_native")
+
+    _loaded: bool
+    _native: Any  # the run's distributed.Future until the value is here
+
+    def _get_data(self) -> Any:
+        if not self._loaded:
+            self._load()
+        return _DATA.__get__(self)
+
+    def _set_data(self, value: Any) -> None:
+        _DATA.__set__(self, value)
+
+    _data = property(_get_data, _set_data)  # type: ignore[assignment]
+
+    def _load(self) -> None:
+        native = self._native
+        try:
+            remote = native.result()
+        except Exception as exc:
+            raise TaskRunnersError(
+                f"the value of this run stayed on the Dask cluster and cannot be fetched "
+                f"now ({type(exc).__name__}: {exc}); read results while the flow runs, or "
+                "keep a reference to their futures until the flow ends"
+            ) from exc
+        self.fill(remote._data)
+
+    def fill(self, value: Any) -> None:
+        _DATA.__set__(self, value)
+        self._loaded = True
+        self._native = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_state, _fields(self))
+
+    def __repr__(self) -> str:
+        if self._loaded:
+            return super().__repr__()
+        return f"{self.name}(result=<on the Dask cluster>)"
+
+
+_DATA: Any = State.__dict__["_data"]  # the slot that RemoteState's property stands in front of
+
+
+def _fields(state: State[Any]) -> tuple[Any, ...]:
+    data = state._data if state.type is StateType.COMPLETED else None
+    return (
+        state.type,
+        state.name,
+        state.message,
+        state.timestamp,
+        state.attempt,
+        state.started,
+        data,
+        state._exception,
+    )
+
+
+def _rebuild_state(
+    type: StateType,
+    name: str,
+    message: str,
+    timestamp: float,
+    attempt: int,
+    started: Any,
+    data: Any,
+    exception: Any,
+) -> State[Any]:
+    state: State[Any] = _new(State)
+    state.type = type
+    state.name = name
+    state.message = message
+    state.timestamp = timestamp
+    state.attempt = attempt
+    state.started = started
+    state._data = data
+    state._exception = exception
+    return state
+
+
+class Channel:
+    """Receives the reports of one client's runs and finishes their futures."""
+
+    _registry: ClassVar[dict[str, Channel]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, client: distributed.Client, topic: str) -> None:
+        self.client = client
+        self.topic = topic
+        self.records: dict[int, Record] = {}
+        self.lock = threading.Lock()
+        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self._closed = False
+        self._scanner: Any = None
+        self._thread = threading.Thread(
+            target=self._finish_reports, name=f"taskrunners-dask-{client.id}", daemon=True
+        )
+        self._thread.start()
+        client.subscribe_topic(self.topic, self._on_event)
+        loop = client.loop
+        assert loop is not None
+        loop.add_callback(self._start_scanning)
+
+    @classmethod
+    def of(cls, client: distributed.Client, lasting: bool = False) -> tuple[Channel, bool]:
+        """The channel of `client`, and whether this call made it.
+
+        A flow's channel listens on the client's own topic, whose events the scheduler
+        drops after the client has gone; the channel unsubscribes before its client
+        closes. A `lasting` one (a worker's client, never closed by us) listens on a
+        topic of its own, so that the scheduler never sends the client's own removal
+        to it.
+        """
+        with cls._registry_lock:
+            channel = cls._registry.get(client.id)
+            if channel is not None:
+                return channel, False
+            topic = f"taskrunners-{client.id}" if lasting else client.id
+            channel = cls._registry[client.id] = cls(client, topic)
+            return channel, True
+
+    def close(self) -> None:
+        """Stop listening (the runs must all be final)."""
+        with self._registry_lock:
+            if self._registry.get(self.client.id) is self:
+                del self._registry[self.client.id]
+        self._closed = True  # the scan stops itself
+        try:
+            self.client.unsubscribe_topic(self.topic)
+        except Exception:  # the client is already closing: nothing to undo
+            pass
+        self._queue.put((_STOP, None))
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # -- watching Dask tasks ------------------------------------------------------------
+    #
+    # A run's report is what finishes it. A Dask task that ends *without* a report (its
+    # worker died, Dask cancelled it, or, should it ever happen, the report went
+    # missing) is found by a scan of the runs in flight, on the client's event loop,
+    # every `SCAN_INTERVAL` seconds: cheaper than a done-callback per run, which would
+    # cost a task on the event loop and a hop to Dask's callback thread for every run.
+
+    def _start_scanning(self) -> None:
+        from tornado.ioloop import PeriodicCallback
+
+        self._scanner = PeriodicCallback(self._scan, SCAN_INTERVAL * 1000)
+        self._scanner.start()
+
+    def _scan(self) -> None:
+        if self._closed:
+            if self._scanner is not None:
+                self._scanner.stop()
+            return
+        for record in list(self.records.values()):
+            native = record.native
+            if native is None or record.evented or record.done:
+                continue
+            status = native.status
+            if status == "finished":
+                # Its report travels ahead of Dask's own message; give it a scan more.
+                record.finished_scans += 1
+                if record.finished_scans < 2:
+                    continue
+            elif status not in _ENDED:
+                continue
+            record.finished_scans = -(1 << 30)  # hand it on once
+            self._queue.put((_CHECK, (record, native)))
+
+    # -- reports ----------------------------------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        """On the client's event loop: mark the run reported, hand the report on."""
+        msg = event[1]
+        if type(msg) not in _SEQUENCES or len(msg) != 2:
+            return  # the scheduler's own events about this client (dicts)
+        record = self.records.get(msg[0])
+        if record is None:
+            return
+        record.evented = True
+        self._queue.put((record, msg[1]))
+
+    def fetch(self, record: Record, native: distributed.Future) -> None:
+        """Finish `record` from its Dask result (its report never arrived)."""
+        self._queue.put((_FETCH, (record, native)))
+
+    def _finish_reports(self) -> None:
+        get = self._queue.get
+        while True:
+            record, payload = get()
+            if record is _STOP:
+                return
+            try:
+                if record is _FETCH:
+                    self._finish_fetched(*payload)
+                elif record is _CHECK:
+                    payload[0].runner._native_done(*payload)
+                elif not record.done:
+                    self.complete(record, self._decode(record, payload))
+            except BaseException as exc:  # never leave a run open
+                logger.exception("could not finish a run from its report")
+                target = payload[0] if record is _FETCH or record is _CHECK else record
+                self.complete(target, target.call.crashed(f"its final state could not be read: {exc!r}", exc))
+
+    def _finish_fetched(self, record: Record, native: distributed.Future) -> None:
+        if record.done:
+            return
+        try:
+            state = native.result()
+        except BaseException as exc:
+            state = record.call.crashed(f"its result could not be fetched from Dask: {exc!r}", exc)
+        self.complete(record, state)
+
+    def _decode(self, record: Record, blob: bytes) -> State[Any]:
+        try:
+            fields = decode_fields(blob)
+        except Exception as exc:
+            return record.call.crashed(
+                f"its final state could not be unpickled in the flow's process ({type(exc).__name__}: "
+                f"{exc}); the modules it needs must be importable here",
+                exc,
+            )
+        kind, name, message, timestamp, attempt, started, exception, data, inline = fields
+        state: State[Any]
+        if inline:
+            state = _new(State)
+        else:
+            remote: RemoteState = _new(RemoteState)
+            remote._loaded = False
+            remote._native = record.native or _future(self.client, record.key)
+            record.runner._remote_states.add(remote)
+            state = remote
+        state.type = _TYPES[kind]
+        state.name = name
+        state.message = message
+        state.timestamp = timestamp
+        state.attempt = attempt
+        state.started = started
+        if inline:
+            state._data = data
+        state._exception = exception
+        return state
+
+    def complete(self, record: Record, state: State[Any]) -> None:
+        """Make `state` the final state of `record`'s run (once; later calls do nothing)."""
+        with self.lock:
+            if record.done:
+                return
+            record.done = True
+            self.records.pop(record.call.info.number, None)
+        future = record.call.future
+        record.args = ()
+        assert future is not None
+        future.set_state(state)
+
+
+def _future(client: distributed.Client, key: str) -> distributed.Future:
+    from distributed import Future
+
+    return Future(key, client)
+
+
+def alive_remote_states() -> Any:
+    """A weak set for the `RemoteState`s a runner hands out."""
+    return weakref.WeakSet()
