@@ -194,7 +194,7 @@ def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 def flow(*, name: str | None = None, task_runner: RunnerSpec = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
-def flow(fn: Any = None, /, **options: Any) -> Any:
+def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec = None) -> Any:
     """Make a function a flow: `@flow` or `@flow(name=..., task_runner=...)`.
 
     Args:
@@ -209,5 +209,5 @@ def flow(fn: Any = None, /, **options: Any) -> Any:
         DefinitionError: `task_runner` is not a runner, a runner class or a name.
     """
     if fn is not None:
-        return Flow(fn, **options)
-    return lambda function: Flow(function, **options)
+        return Flow(fn, name=name, task_runner=task_runner)
+    return lambda function: Flow(function, name=name, task_runner=task_runner)

@@ -532,7 +532,16 @@ def task(
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
-def task(fn: Any = None, /, **options: Any) -> Any:
+def task(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay_seconds: float | Sequence[float] = 0,
+    timeout_seconds: float | None = None,
+    tags: Iterable[str] = (),
+) -> Any:
     """Make a function a task: `@task` or `@task(name=..., retries=..., ...)`.
 
     Args:
@@ -547,6 +556,13 @@ def task(fn: Any = None, /, **options: Any) -> Any:
         ReservedArgumentError: The function declares `wait_for` or `return_state`.
         DefinitionError: An option has a value that cannot work.
     """
+    options: dict[str, Any] = {
+        "name": name,
+        "retries": retries,
+        "retry_delay_seconds": retry_delay_seconds,
+        "timeout_seconds": timeout_seconds,
+        "tags": tags,
+    }
     if fn is not None:
         return Task(fn, **options)
     return lambda function: Task(function, **options)
