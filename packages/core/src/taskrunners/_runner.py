@@ -149,13 +149,29 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         """Wait until every run handed to this runner is final, then warn about
-        failed runs that nobody looked at (unless an interrupt is unwinding)."""
+        failed runs that nobody looked at (unless an interrupt is unwinding).
+
+        When an interrupt (`KeyboardInterrupt`, `SystemExit`) is unwinding, the runs
+        that `take_back_unstarted()` returns end CRASHED first; runs already
+        executing are waited for.
+        """
+        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            for call in self.take_back_unstarted():
+                call.future.set_state(call.crashed(f"the flow was interrupted by {exc_type.__name__}"))  # type: ignore[union-attr]
         try:
             self.wait_idle()
         finally:
             self._started = False
         if exc_type is None or issubclass(exc_type, Exception):
             self._warn_unobserved()
+
+    def take_back_unstarted(self) -> Iterable[TaskCall]:
+        """Take back the runs handed over that have not started (an interrupt crashes them).
+
+        Called by `__exit__` when an interrupt is unwinding. The default takes back
+        nothing; a runner with a queue of its own returns what it removed from it.
+        """
+        return ()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every run handed to this runner is final. Returns whether it is."""

@@ -120,15 +120,16 @@ class ProcessPoolTaskRunner(TaskRunner):
     ) -> None:
         pool = self._pool
         assert pool is not None
-        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
-            # Interrupted: runs not yet sent to a worker end CRASHED; running ones finish.
-            for call in pool.cancel_queued():
-                self._finish(call, call.crashed(f"the flow was interrupted by {exc_type.__name__}"))
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
             self._pool = None
             pool.close()
+
+    def take_back_unstarted(self) -> list[TaskCall]:
+        """The runs not yet sent to a worker (an interrupt crashes them)."""
+        assert self._pool is not None
+        return self._pool.cancel_queued()
 
     # -- runs -------------------------------------------------------------------------
 

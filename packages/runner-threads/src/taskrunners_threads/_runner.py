@@ -79,11 +79,6 @@ class ThreadPoolTaskRunner(TaskRunner):
     ) -> None:
         pool = self._pool
         assert pool is not None
-        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
-            # Interrupted: runs that have not started end CRASHED; running ones finish.
-            for work in pool.cancel_queued():
-                call: TaskCall = work.call  # type: ignore[attr-defined]
-                call.future.set_state(call.crashed(f"the flow was interrupted by {exc_type.__name__}"))  # type: ignore[union-attr]
         try:
             super().__exit__(exc_type, exc, tb)
         except BaseException:
@@ -92,6 +87,10 @@ class ThreadPoolTaskRunner(TaskRunner):
         finally:
             self._pool = None
         pool.shutdown()
+
+    def take_back_unstarted(self) -> list[TaskCall]:
+        assert self._pool is not None
+        return [work.call for work in self._pool.cancel_queued()]  # type: ignore[attr-defined]
 
     def submit(
         self,
