@@ -446,6 +446,127 @@ def test_flow_arguments_are_passed_through() -> None:
     assert body(1, b=2, c=3) == (1, 2, 3)
 
 
+# -- futures passed to a flow ------------------------------------------------------------------------
+
+
+@flow
+def add(x: Any, y: Any) -> Any:
+    return x + y
+
+
+def test_futures_passed_to_a_nested_flow_arrive_as_their_values() -> None:
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def parent() -> tuple:
+        a, b = identity.submit(1), identity.submit(2)
+        return add(a, y=b), add([a, {"b": b}], [3])
+
+    assert parent() == (3, [1, {"b": 2}, 3])
+
+
+def test_a_nested_flow_whose_input_failed_does_not_run_and_names_the_upstream() -> None:
+    ran = []
+
+    @flow
+    def child(x: Any) -> None:
+        ran.append(x)
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def parent() -> Any:
+        return child(fail.submit(ValueError("no input")), return_state=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnobservedFailureWarning)  # the flow's state reports it
+        state = parent()
+    assert not ran
+    assert state.is_failed() and state.name == "UpstreamFailed"
+    error = state.exception
+    assert isinstance(error, taskrunners.UpstreamFailedError)
+    assert "'child'" in str(error) and "allow_failure" in str(error)
+    assert error.upstream.name.startswith("fail-")
+    assert isinstance(error.__cause__, ValueError)
+
+
+def test_a_nested_flow_called_without_return_state_raises_the_upstream_error() -> None:
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def parent() -> None:
+        failed = fail.submit(ValueError("no input"))
+        with pytest.raises(taskrunners.UpstreamFailedError):
+            add(failed, 1)
+        failed.wait()
+        assert failed.state.is_failed()
+
+    parent()
+
+
+def test_allow_failure_passes_a_failed_input_to_a_nested_flow_as_its_exception() -> None:
+    @flow
+    def child(x: Any) -> Any:
+        return x
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def parent() -> Any:
+        return child(allow_failure(fail.submit(ValueError("kept"))))
+
+    received = parent()
+    assert isinstance(received, ValueError) and str(received) == "kept"
+
+
+def test_a_nested_flow_starts_after_its_wait_for_runs_are_final() -> None:
+    release = threading.Event()
+    order = []
+
+    @task
+    def slow() -> None:
+        assert release.wait(LONG)
+        order.append("task")
+
+    @flow
+    def child() -> None:
+        order.append("flow")
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def parent() -> None:
+        upstream = slow.submit()
+        release.set()
+        child(wait_for=[upstream])
+
+    parent()
+    assert order == ["task", "flow"]
+
+
+def test_a_failed_wait_for_run_stops_a_nested_flow_unless_allowed_to_fail() -> None:
+    @flow
+    def child() -> str:
+        return "ran"
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def parent() -> tuple:
+        failed = fail.submit(ValueError("x"))
+        stopped = child(wait_for=[failed], return_state=True)
+        return stopped, child(wait_for=[allow_failure(failed)])
+
+    stopped, allowed = parent()
+    assert stopped.is_failed() and isinstance(stopped.exception, taskrunners.UpstreamFailedError)
+    assert allowed == "ran"
+
+
+def test_an_async_nested_flow_receives_values_and_honours_wait_for() -> None:
+    @flow
+    async def child(x: Any) -> Any:
+        return x * 10
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    async def parent() -> tuple:
+        value = identity.submit(4)
+        failed = fail.submit(ValueError("x"))
+        stopped = await child(1, wait_for=[failed], return_state=True)
+        return await child(value), stopped
+
+    value, stopped = asyncio.run(parent())
+    assert value == 40
+    assert stopped.is_failed() and isinstance(stopped.exception, taskrunners.UpstreamFailedError)
+
+
 # -- unobserved failures ---------------------------------------------------------------------------
 
 

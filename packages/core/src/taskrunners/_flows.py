@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, Union, overload
 
 from . import _context
-from ._errors import DefinitionError
+from ._errors import DefinitionError, UpstreamFailedError
 from ._futures import Future
 from ._runner import TaskRunner
 from ._states import State, StateType
@@ -70,9 +70,10 @@ def _check_spec(name: str, spec: Any) -> None:
 class Flow(Generic[P, R]):
     """A function whose task runs go to its own task runner. Made by `@flow`.
 
-    Each call is a flow run: it starts a fresh copy of the runner, runs the function,
-    resolves futures in the return value to their results, waits until every task run
-    it submitted is final, and shuts the runner down.
+    Each call is a flow run: it waits for the futures among its arguments (and in
+    `wait_for=`) and passes their values, starts a fresh copy of the runner, runs the
+    function, resolves futures in the return value to their results, waits until every
+    task run it submitted is final, and shuts the runner down.
 
     Attributes:
         fn: The wrapped function.
@@ -105,34 +106,66 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its value (a coroutine to await for an async flow).
 
-        Accepts the extra keyword `return_state=True` to get the flow run's `State`
-        instead of its value (and no exception raised).
+        Futures among the arguments, at any depth, are waited for and replaced by their
+        values before the runner starts, as for a task; one wrapped in
+        `allow_failure(...)` passes the exception of a failed run instead.
+
+        Accepts two extra keywords: `return_state=True` to get the flow run's `State`
+        instead of its value (and no exception raised), and `wait_for=[futures]` to
+        start only after those runs are final.
 
         Raises:
+            UpstreamFailedError: A future among the arguments or in `wait_for` did
+                not complete (the flow function did not run).
             BaseException: Whatever the flow function raised, or the exception of a
                 failed run whose future it returned.
             RunnerLookupError: Its runner name is not installed.
         """
         return_state = bool(kwargs.pop("return_state", False))
-        runner = resolve_runner(self.task_runner)
+        wait_for = kwargs.pop("wait_for", None)
         if self.is_async:
-            return self._run_async(runner, args, kwargs, return_state)  # type: ignore[return-value]
+            return self._run_async(args, kwargs, wait_for, return_state)  # type: ignore[return-value]
         state: State[Any]
+        call_args: tuple[Any, ...] = args
+        call_kwargs: dict[str, Any] = kwargs
+        inputs = _Inputs(self.name, args, kwargs, wait_for)
+        if inputs.futures:
+            for future in inputs.futures:
+                future.wait()
+            try:
+                call_args, call_kwargs = inputs.fill([future.state for future in inputs.futures])
+            except UpstreamFailedError as exc:
+                state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
+                return state if return_state else state.result()  # type: ignore[return-value]
+        runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
         try:
             with runner:
                 try:
-                    state = State(StateType.COMPLETED, data=_results(self.fn(*args, **kwargs)))
+                    state = State(StateType.COMPLETED, data=_results(self.fn(*call_args, **call_kwargs)))
                 except Exception as exc:
                     state = State(StateType.FAILED, exception=exc)
         finally:
             _context.current_runner_var.reset(token)
         return state if return_state else state.result()  # type: ignore[return-value]
 
-    async def _run_async(self, runner: TaskRunner, args: Any, kwargs: Any, return_state: bool) -> Any:
+    async def _run_async(self, args: Any, kwargs: Any, wait_for: Any, return_state: bool) -> Any:
         import asyncio
 
         state: State[Any]
+        inputs = _Inputs(self.name, args, kwargs, wait_for)
+        if inputs.futures:
+            for future in inputs.futures:
+                try:
+                    await future
+                except Exception:  # a run that did not complete: its state says how it ended
+                    pass
+            try:
+                args, kwargs = inputs.fill([future.state for future in inputs.futures])
+            except UpstreamFailedError as exc:
+                state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
+                return state if return_state else state.result()
+        runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
         try:
             runner.__enter__()
@@ -155,6 +188,45 @@ class Flow(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
+
+
+class _Inputs:
+    """The futures among a flow call's arguments and `wait_for`, and how to fill them in."""
+
+    __slots__ = ("args", "flow", "futures", "kwargs", "required")
+
+    def __init__(self, flow: str, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any) -> None:
+        self.flow = flow
+        extractor = Extractor()
+        self.args = extractor.visit(args) if args else args
+        self.kwargs = extractor.visit(kwargs) if kwargs else kwargs
+        if wait_for is not None:
+            extractor.visit(list(wait_for) if not isinstance(wait_for, Future) else [wait_for])
+        self.futures: list[Future[Any]] = extractor.futures
+        self.required = extractor.required
+
+    def fill(self, states: list[State[Any]]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments with each future's value in place.
+
+        Raises:
+            UpstreamFailedError: A required future's run did not complete.
+        """
+        for future in self.futures:
+            future._observed = True  # passed to the flow: its failure is the flow's to report
+        for index in sorted(self.required):
+            state = states[index]
+            if not state.is_completed():
+                upstream = self.futures[index].task_run
+                error = UpstreamFailedError(
+                    f"flow {self.flow!r} did not run: its upstream run {upstream.name!r} ended "
+                    f"{state.type.value} ({state.exception!r}). Wrap the future in allow_failure(...) "
+                    "to run anyway and receive the exception.",
+                    upstream=upstream,
+                )
+                error.__cause__ = state.exception
+                raise error
+        values = [state.result(raise_on_failure=False) for state in states]
+        return fill(self.args, values), fill(self.kwargs, values)
 
 
 def _set_done(future: Any) -> None:
