@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from taskrunners import Future, TaskRunCrashed, flow, task
 from taskrunners.plugins import load_runner
 from taskrunners.testing import run_with_deadline
 from taskrunners_processes import ProcessPoolTaskRunner, RemoteTraceback, default_start_method
+from taskrunners_processes._pool import MAX_START_FAILURES
 
 # Workers cannot import this test module by name (pytest imports it by path), so its
 # tasks travel by value.
@@ -219,6 +222,94 @@ def test_a_failing_initializer_crashes_the_runs_with_its_error() -> None:
     errors = run(ProcessPoolTaskRunner(max_workers=1, initializer=failing_initializer), body)
     assert all(isinstance(e, TaskRunCrashed) for e in errors)
     assert all("no database" in str(e) for e in errors)
+
+
+# -- workers that cannot start, a broken pool ---------------------------------------------
+
+MAIN_GUARD = 'if __name__ == "__main__":'
+
+NO_GUARD_SCRIPT = """
+from taskrunners import flow, task
+from taskrunners_processes import ProcessPoolTaskRunner
+
+
+@task
+def double(x):
+    return 2 * x
+
+
+@flow(task_runner=ProcessPoolTaskRunner(max_workers=2, mp_context={method!r}))
+def doubles():
+    return double.map(range(4)).result()
+
+
+print("RESULT", doubles())
+"""
+
+
+@pytest.mark.parametrize("method", sorted({default_start_method(), "spawn"}))
+def test_a_script_without_the_main_guard_fails_with_the_fix_instead_of_hanging(method: str, tmp_path: Path) -> None:
+    # Each worker imports the script as `__mp_main__` and so runs the flow again, whose
+    # runner cannot start processes there: that used to leave the flow waiting forever.
+    script = tmp_path / "no_guard.py"
+    script.write_text(textwrap.dedent(NO_GUARD_SCRIPT.format(method=method)))
+    command = [sys.executable, str(script)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "RESULT" not in done.stdout
+    # The flow's own process says what happened and what to do...
+    parent = [line for line in output.splitlines() if "stopped starting them" in line]
+    assert parent and MAIN_GUARD in parent[-1] and str(script) in parent[-1]
+    # ...and so does each worker, whose own runner refused to start processes.
+    assert "child process still starting up" in output
+
+
+def record_and_exit(directory: str, code: int) -> None:
+    Path(directory, f"started-{os.getpid()}").touch()
+    os._exit(code)
+
+
+def test_workers_that_exit_before_they_are_ready_crash_the_runs_and_are_not_replaced_forever(
+    tmp_path: Path,
+) -> None:
+    runner = ProcessPoolTaskRunner(max_workers=2, initializer=record_and_exit, initargs=(str(tmp_path), 3))
+
+    def body() -> Any:
+        first = [f.result(raise_on_failure=False) for f in double.map(range(5))]
+        later = double.submit(1).result(raise_on_failure=False)  # the pool stays broken
+        return first, later
+
+    first, later = run(runner, body)
+    for error in [*first, later]:
+        assert isinstance(error, TaskRunCrashed)
+        assert "exited (the last with exit code 3) before they were ready" in str(error)
+    # One batch of workers at most beyond the failures that broke the pool.
+    assert len(list(tmp_path.iterdir())) <= MAX_START_FAILURES + runner.max_workers - 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sets RLIMIT_NOFILE")
+def test_a_failing_dispatcher_crashes_the_pending_runs_and_refuses_new_ones() -> None:
+    import resource
+
+    def body() -> Any:
+        # With no file descriptor left, the dispatcher thread cannot create the pipe of
+        # the first worker: a real failure inside it, not a mock.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lowest_free = os.open(os.devnull, os.O_RDONLY)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            pending = double.submit(1)
+            pending.wait()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return pending.state, double.submit(2).state
+
+    pending, later = run(ProcessPoolTaskRunner(max_workers=1), body)
+    assert pending.is_crashed() and isinstance(pending.exception, TaskRunCrashed)
+    assert "dispatcher thread failed (OSError" in str(pending.exception)
+    assert isinstance(pending.exception.__cause__, OSError)
+    assert later.is_crashed() and "dispatcher thread failed" in str(later.exception)
 
 
 # -- interrupts --------------------------------------------------------------------------

@@ -7,7 +7,10 @@ ends CRASHED (or runs again if its task has retries left); the runs queued behin
 in the same batch go back to the queue, and a new worker takes its place.
 
 One dispatcher thread does all the talking to the workers: it sends batches to idle
-workers, reads their replies, and hands each final state to `on_done`.
+workers, reads their replies, and hands each final state to `on_done`. If that thread
+fails, or workers keep exiting before they are ready (typically a script without the
+`if __name__ == "__main__":` guard), the pool breaks: every pending and later run ends
+CRASHED with the reason, rather than waiting for workers that will never answer.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ MAX_BATCH = 512
 #: A run in flight on this many workers that died without a culprit being known is
 #: given up on (guards against a run that kills every worker before it even starts).
 MAX_LOSSES = 3
+#: After this many workers in a row exit before they are ready to run tasks, the pool
+#: stops starting new ones and breaks: a worker that cannot start would otherwise be
+#: replaced forever, burning CPU while the runs wait.
+MAX_START_FAILURES = 3
 
 
 class RemoteTraceback(Exception):
@@ -86,7 +93,8 @@ class WorkerPool:
         self._next_token = 0
         self._in_flight = 0  # items sent to workers and not yet reported
         self._closed = False
-        self._broken: str | None = None
+        self._broken: str | None = None  # why the pool cannot run anything any more
+        self._start_failures = 0  # workers in a row that exited before being ready
         self._wake_r, self._wake_w = context.Pipe(duplex=False)
         self._wake_pending = False
         self._selector = _selector()
@@ -106,7 +114,7 @@ class WorkerPool:
                     self._queue.append(_Item(self._next_token, call, payload))
                 self._wake()
                 return
-            reason = self._broken_reason() if self._broken is not None else "the runner shut down"
+            reason = self._broken if self._broken is not None else "the runner shut down"
         for call, _ in runs:
             self._on_done(call, call.crashed(reason))
 
@@ -134,6 +142,7 @@ class WorkerPool:
     # -- the dispatcher thread --------------------------------------------------------
 
     def _loop(self) -> None:
+        failed = False
         try:
             while True:
                 with self._lock:
@@ -149,10 +158,17 @@ class WorkerPool:
                 for ready in self._wait():
                     if ready is not self._wake_r:
                         self._service(ready)
+        except BaseException as exc:
+            # Nobody else would ever report the runs this thread was looking after: end
+            # them (and refuse new ones) instead of letting the flow wait forever.
+            failed = True
+            self._fail_everything(_dispatcher_failure(exc), exc)
         finally:
             if self._selector is not None:
                 self._selector.close()
-            self._stop_workers()
+            # After a failure the runs the workers execute are already CRASHED: stop
+            # the workers now rather than wait for them.
+            self._stop_workers(grace=0 if failed else 10)
 
     def _wait(self) -> list[Any]:
         """The pipes and process sentinels that are ready, waiting until one is."""
@@ -188,15 +204,20 @@ class WorkerPool:
 
     def _spawn(self) -> None:
         parent_end, child_end = self._context.Pipe()
-        progress = self._context.RawValue("q", -1)
-        process = self._context.Process(
-            target=worker_main,
-            args=(child_end, progress, self._setup),
-            name="taskrunners-processes-worker",
-            daemon=True,
-        )
-        process.start()
-        child_end.close()
+        try:
+            progress = self._context.RawValue("q", -1)
+            process = self._context.Process(
+                target=worker_main,
+                args=(child_end, progress, self._setup),
+                name="taskrunners-processes-worker",
+                daemon=True,
+            )
+            process.start()  # raises in a child still importing `__main__` (no main guard)
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
         self._workers.append(_Worker(process, parent_end, progress))
         self._watch(parent_end, parent_end)
         self._watch(process.sentinel, process.sentinel)
@@ -231,9 +252,10 @@ class WorkerPool:
         for token, state_bytes, text in replies:
             if token == "ready":
                 worker.ready = True
+                self._start_failures = 0
                 continue
             if token == "init-failed":
-                self._fail_everything(text or "")
+                self._fail_everything(f"the pool's initializer raised in a worker process:\n{text}")
                 return
             item = worker.batch.pop(token)
             with self._lock:
@@ -241,7 +263,18 @@ class WorkerPool:
             self._on_done(item.call, _load_state(item.call, state_bytes, text))  # type: ignore[arg-type]
 
     def _lost(self, worker: _Worker) -> None:
-        """A worker died: crash the run it was executing, requeue the rest of its batch."""
+        """A worker died: crash the run it was executing, requeue the rest of its batch.
+
+        A worker that died before it was ready counts as a start-up failure instead; see
+        `_start_failed`.
+        """
+        # What it sent before it died still counts: its last results, or that its
+        # initializer raised (which must not pass for a start-up failure).
+        try:
+            while worker.conn.poll():
+                self._handle(worker, pickle.loads(worker.conn.recv_bytes()))
+        except (EOFError, OSError):
+            pass
         worker.dead = True
         self._unwatch(worker.conn)
         self._unwatch(worker.process.sentinel)
@@ -270,10 +303,37 @@ class WorkerPool:
             worker.batch.clear()
         for call, state in crashed:
             self._on_done(call, state)
+        if not worker.ready:
+            self._start_failed(code)
 
-    def _fail_everything(self, text: str) -> None:
+    def _start_failed(self, code: int | None) -> None:
+        """A worker exited before it was ready; break the pool if too many in a row did.
+
+        Workers that cannot start (the script that started the flow fails when a worker
+        imports it, an initializer that exits the process, ...) would otherwise be
+        replaced forever while the runs wait.
+        """
+        self._start_failures += 1
+        if self._start_failures < MAX_START_FAILURES or self._broken is not None:
+            return
+        reason = (
+            f"{MAX_START_FAILURES} worker processes in a row exited (the last with exit code {code}) "
+            "before they were ready to run tasks, so the runner stopped starting them"
+        )
+        script = _main_imported_by_workers(self._context)
+        if script is not None:
+            reason += (
+                f". Each worker process imports the script that started the flow ({script}) as it "
+                "starts: if that script runs the flow at module level, put the code that runs the flow "
+                'under `if __name__ == "__main__":`, as with multiprocessing'
+            )
+        self._fail_everything(reason + ". The workers' own error output says why they exited.")
+
+    def _fail_everything(self, reason: str, cause: BaseException | None = None) -> None:
+        """Break the pool: crash every pending run with `reason`, and refuse new ones."""
         with self._lock:
-            self._broken = text
+            if self._broken is None:
+                self._broken = reason
             items = list(self._queue)
             self._queue.clear()
             for worker in self._workers:
@@ -281,25 +341,54 @@ class WorkerPool:
                 self._in_flight -= len(worker.batch)
                 worker.batch.clear()
         for item in items:
-            self._on_done(item.call, item.call.crashed(self._broken_reason()))
+            self._on_done(item.call, item.call.crashed(reason, cause))
 
-    def _broken_reason(self) -> str:
-        return f"the pool's initializer raised in a worker process:\n{self._broken}"
-
-    def _stop_workers(self) -> None:
+    def _stop_workers(self, grace: float) -> None:
+        """Ask the workers to exit; terminate those still running after `grace` seconds."""
         for worker in self._workers:
             try:
                 worker.conn.send_bytes(pickle.dumps([]))
             except OSError:
                 pass
         for worker in self._workers:
-            worker.process.join(10)
-            if worker.process.is_alive():  # pragma: no cover - a task that never returns
+            worker.process.join(grace)
+            if worker.process.is_alive():  # a task that never returns, or a broken pool
                 worker.process.terminate()
                 worker.process.join()
             worker.conn.close()
             worker.process.close()
         self._workers.clear()
+
+
+def _dispatcher_failure(exc: BaseException) -> str:
+    """Why the runs of a pool whose dispatcher thread raised `exc` crashed, and what to do."""
+    if isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc):
+        # multiprocessing refuses to start processes from a process that is still
+        # importing `__main__`: this is a worker running the flow's script at import.
+        return (
+            "this process cannot start worker processes because it is itself a child process "
+            "still starting up: it imports the script that started the flow (as `__mp_main__`), "
+            "and that script runs the flow at module level. Put the code that runs the flow under "
+            '`if __name__ == "__main__":`, as with multiprocessing'
+        )
+    return (
+        f"the runner's dispatcher thread failed ({type(exc).__name__}: {exc}), so it cannot start or "
+        "talk to worker processes any more and no run of this runner can proceed. Fix what the "
+        "error (attached as the cause) names, for instance a limit on processes or open files, "
+        "and run the flow again"
+    )
+
+
+def _main_imported_by_workers(context: Any) -> str | None:
+    """The file of `__main__` if workers made by `context` import it as they start.
+
+    Only `fork` copies the parent instead; `spawn` and `forkserver` re-import the main
+    script (or `-m` module) in each worker, running whatever it does at module level.
+    """
+    if context.get_start_method() == "fork":
+        return None
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path if isinstance(path, str) else None
 
 
 def _selector() -> selectors.BaseSelector | None:

@@ -65,8 +65,10 @@ def _by_value_registry() -> Any:
 def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
     """The worker process's main loop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the flow's to handle
-    initializer, initargs = cloudpickle.loads(setup)
     try:
+        # Inside the `try`: an initializer that cannot be unpickled here is reported
+        # like one that raises, not as a worker that silently failed to start.
+        initializer, initargs = cloudpickle.loads(setup)
         if initializer is not None:
             initializer(*initargs)
     except BaseException:
