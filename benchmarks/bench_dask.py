@@ -2,7 +2,7 @@
 
 Run from the repository root (see benchmarks/README.md)::
 
-    python benchmarks/bench_dask.py                 # full run: N=1,000, 5 rounds
+    python benchmarks/bench_dask.py                 # full run: N=1,000 and 10,000, 3 rounds
     python benchmarks/bench_dask.py --quick         # a smoke run: N=50, 1 round
     python benchmarks/bench_dask.py --json benchmarks/results/dask.json
 
@@ -12,7 +12,7 @@ On one `LocalCluster` with 2 worker processes (1 thread each), in this process:
   `operator.add` (no work to speak of) and reads every result; *bare* does
   `client.submit` N times and `client.gather`.
 - **map**: `task.map(range(N)).result()` against `client.map` and `client.gather`.
-- **chain**: N runs, each taking the previous one's future as its argument, and the
+- **chain**: `--chain` runs (default 1,000), each taking the previous one's future as its argument, and the
   last result read; *bare* chains `client.submit(add, previous, 1)` the same way.
 
 Every job covers the whole of it: connecting a client (the flow's runner connects its
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
@@ -36,6 +35,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from _common import OURS, RAW, figure, machine, write_json
 
 RATIO_TARGET = 1.2
 HEADER = f"{'metric':<52} {'ours':>10} {'bare':>10} {'ours/bare':>10}  {'target':<14} met"
@@ -47,7 +48,6 @@ def make_cases(address: str) -> dict[str, Case]:
     import operator
 
     from distributed import Client
-
     from taskrunners import flow, task
     from taskrunners_dask import DaskTaskRunner
 
@@ -129,29 +129,34 @@ def make_cases(address: str) -> dict[str, Case]:
 STYLES = (("submit", "submit loop"), ("map", "map"), ("chain", "chain (future as argument)"))
 
 
-def measure(address: str, n: int, rounds: int) -> list[dict[str, Any]]:
+def measure(address: str, sizes: list[int], links: int, rounds: int) -> list[dict[str, Any]]:
     """Each round runs, per style, *ours* and *bare* back to back (in alternating order),
     so that a change in the machine's load hits both; the ratio is the median of the
     per-round ratios, the per-task figures the medians of the rounds."""
     cases = make_cases(address)
     for name in cases:  # warm up: imports, connections, code paths on both sides
-        cases[name](min(n, 50))
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    ratios: dict[str, list[float]] = {style: [] for style, _ in STYLES}
+        cases[name](min(*sizes, 50))
+    plan = [(style, n) for n in sizes for style in ("submit", "map")] + [("chain", links)]
+    samples: dict[str, list[float]] = {
+        f"{who} {style} {n}": [] for style, n in plan for who in ("ours", "bare")
+    }
+    ratios: dict[tuple[str, int], list[float]] = {key: [] for key in plan}
     for round_ in range(rounds):
-        for style, _ in STYLES:
+        for style, n in plan:
             pair = [f"ours {style}", f"bare {style}"]
             if round_ % 2:
                 pair.reverse()
             for name in pair:
                 gc.collect()
-                samples[name].append(cases[name](n))
-            ratios[style].append(samples[f"ours {style}"][-1] / samples[f"bare {style}"][-1])
+                samples[f"{name} {n}"].append(cases[name](n))
+            ratios[(style, n)].append(samples[f"ours {style} {n}"][-1] / samples[f"bare {style} {n}"][-1])
     rows = []
-    for style, label in STYLES:
-        ours_us = statistics.median(samples[f"ours {style}"]) / n * 1e6
-        bare_us = statistics.median(samples[f"bare {style}"]) / n * 1e6
-        ratio = statistics.median(ratios[style])
+    labels = dict(STYLES)
+    for style, n in plan:
+        label = labels[style]
+        ours_us = statistics.median(samples[f"ours {style} {n}"]) / n * 1e6
+        bare_us = statistics.median(samples[f"bare {style} {n}"]) / n * 1e6
+        ratio = statistics.median(ratios[(style, n)])
         rows.append(
             {
                 "style": label,
@@ -160,24 +165,45 @@ def measure(address: str, n: int, rounds: int) -> list[dict[str, Any]]:
                 "bare_us_per_task": bare_us,
                 "ratio": ratio,
                 "met": ratio <= RATIO_TARGET,
-                "ours_seconds": samples[f"ours {style}"],
-                "bare_seconds": samples[f"bare {style}"],
-                "round_ratios": ratios[style],
+                "ours_seconds": samples[f"ours {style} {n}"],
+                "bare_seconds": samples[f"bare {style} {n}"],
+                "round_ratios": ratios[(style, n)],
             }
         )
     return rows
 
 
+def figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as figures for benchmarks/report.py (see _common.figure)."""
+    metric = {label: style for style, label in STYLES}
+    bare_note = {
+        "submit": "client.submit in a loop",
+        "map": "client.map",
+        "chain": "client.submit(add, previous_future, 1)",
+    }
+    out = []
+    for row in rows:
+        n, style = row["n"], metric[row["style"]]
+        for who, key, note in ((OURS, "ours", None), (RAW, "bare", bare_note[style])):
+            samples = [s / n * 1e6 for s in row[f"{key}_seconds"]]
+            out.append(
+                figure("dask", style, who, row[f"{key}_us_per_task"], "us", n=n, samples=samples, note=note)
+            )
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: N=50, 1 round")
-    parser.add_argument("--n", type=int, default=1000, help="runs per job (default 1,000)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of every job (default 5)")
+    parser.add_argument("--sizes", default="1000,10000", help="runs per submit and map job, comma-separated")
+    parser.add_argument("--chain", type=int, default=1000, help="links of the chain (default 1,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every job (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
-    n, rounds = (50, 1) if args.quick else (args.n, args.rounds)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes, links, rounds = ([50], 50, 1) if args.quick else (sizes, args.chain, args.rounds)
 
     import logging
 
@@ -195,11 +221,11 @@ def main(argv: list[str]) -> int:
         dashboard_address=None,
     ) as cluster:
         started = time.perf_counter() - began
-        rows = measure(cluster.scheduler_address, n, rounds)
+        rows = measure(cluster.scheduler_address, sizes, links, rounds)
 
     print(
         f"DaskTaskRunner vs distributed.Client: LocalCluster of {args.workers} worker processes, "
-        f"N={n:,}, {rounds} round(s), medians; cluster start {started:.2f} s"
+        f"{rounds} round(s), medians; cluster start {started:.2f} s"
     )
     print(
         f"Python {platform.python_version()}, dask {dask.__version__}, distributed {distributed.__version__}, "
@@ -207,30 +233,31 @@ def main(argv: list[str]) -> int:
     )
     print(HEADER)
     for row in rows:
-        metric = f"per task, {row['style']}, N={n:,} (us)"
+        metric = f"per task, {row['style']}, N={row['n']:,} (us)"
         print(
             f"{metric:<52} {row['ours_us_per_task']:>10.0f} {row['bare_us_per_task']:>10.0f} "
             f"{row['ratio']:>9.2f}x  {'<= 1.2x bare':<14} {'yes' if row['met'] else 'NO'}"
         )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {
-                    "meta": {
-                        "n": n,
-                        "rounds": rounds,
-                        "workers": args.workers,
-                        "python": platform.python_version(),
-                        "dask": dask.__version__,
-                        "distributed": distributed.__version__,
-                        "cpus": os.cpu_count(),
-                        "cluster_start_seconds": started,
-                    },
-                    "per_task_overhead": rows,
+        write_json(
+            args.json,
+            {
+                "benchmark": "dask",
+                "meta": {
+                    **machine(),
+                    "sizes": sizes,
+                    "chain": links,
+                    "rounds": rounds,
+                    "workers": args.workers,
+                    "dask": dask.__version__,
+                    "distributed": distributed.__version__,
+                    "cluster_start_seconds": started,
+                    "quick": args.quick,
                 },
-                fh,
-                indent=2,
-            )
+                "per_task_overhead": rows,
+                "figures": figures(rows),
+            },
+        )
     missed = [row for row in rows if not row["met"]]
     return 1 if args.check and missed else 0
 

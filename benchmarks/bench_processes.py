@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_processes.py            # N=1,000 and 10,000, 3 rounds, CPU-bound case
     python benchmarks/bench_processes.py --quick    # a smoke run
+    python benchmarks/bench_processes.py --json benchmarks/results/processes.json
 
 Measures, in one process run, interleaved and repeated (the figure is the median):
 
@@ -11,6 +12,9 @@ Measures, in one process run, interleaved and repeated (the figure is the median
   with `ProcessPoolTaskRunner(W)`, against `ProcessPoolExecutor(W)` with the same start
   method: its submit loop, and `executor.map` with chunksize 100. Each timing covers
   the whole job, pool start to shutdown;
+- a chain of `--chain` runs (default 1,000), each taking the previous run's future as
+  its argument, against the bare executor's way of chaining: submit a link, wait for
+  its result in the driver, submit the next with it;
 - a CPU-bound case: 8 runs of about 0.5 s of pure Python on threads and on processes,
   and the speed-up processes give on this machine's cores.
 
@@ -27,9 +31,12 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable
+from typing import Any
 
+import taskrunners
+from _common import OURS, RAW, figure, machine, write_json
 from taskrunners import flow, task
 from taskrunners_processes import ProcessPoolTaskRunner, default_start_method
 from taskrunners_threads import ThreadPoolTaskRunner
@@ -75,6 +82,13 @@ def cases(workers: int, method: str) -> dict[str, Callable[[int], float]]:
     def mapped(n: int) -> None:
         noop.map(range(n)).result()
 
+    @flow(task_runner=runner)
+    def chain(n: int) -> None:
+        future = noop.submit(0)
+        for _ in range(n - 1):
+            future = noop.submit(future)
+        future.result()
+
     def timed(job: Callable[[], object]) -> float:
         began = time.perf_counter()
         job()
@@ -89,11 +103,19 @@ def cases(workers: int, method: str) -> dict[str, Callable[[int], float]]:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as executor:
             list(executor.map(identity, range(n), chunksize=CHUNKSIZE))
 
+    def bare_chain(n: int) -> None:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as executor:
+            value = 0
+            for _ in range(n):
+                value = executor.submit(identity, value).result()
+
     return {
         "ours submit": lambda n: timed(lambda: submit_loop(n)),
         "bare submit": lambda n: timed(lambda: bare_submit(n)),
         "ours map": lambda n: timed(lambda: mapped(n)),
         "bare map": lambda n: timed(lambda: bare_map(n)),
+        "ours chain": lambda n: timed(lambda: chain(n)),
+        "bare chain": lambda n: timed(lambda: bare_chain(n)),
     }
 
 
@@ -125,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--start-method", default=default_start_method())
+    parser.add_argument("--chain", type=int, default=1000, help="links of the chain (default 1,000)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    rounds, cpu_runs, cpu_seconds = args.rounds, 8, 0.5
+    rounds, cpu_runs, cpu_seconds, links = args.rounds, 8, 0.5, args.chain
     if args.quick:
-        sizes, rounds, cpu_runs, cpu_seconds = [200], 1, 4, 0.05
+        sizes, rounds, cpu_runs, cpu_seconds, links = [200], 1, 4, 0.05, 50
     workers = args.workers
     print(
         f"bench_processes: Python {platform.python_version()}, {platform.system()}, {os.cpu_count()} CPUs; "
@@ -138,36 +162,88 @@ def main(argv: list[str] | None = None) -> int:
     jobs = cases(workers, args.start_method)
     for job in jobs.values():  # warm up: imports, the forkserver, first workers
         job(min(sizes))
-    samples: dict[tuple[str, int], list[float]] = {(name, n): [] for name in jobs for n in sizes}
-    names = list(jobs)
+    # Every size for submit and map; the chain at its own length.
+    plan = [(name, n) for n in sizes for name in jobs if "chain" not in name]
+    plan += [(name, links) for name in jobs if "chain" in name]
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in plan}
     for round_ in range(rounds):
-        for n in sizes:
-            for name in names[round_ % 4 :] + names[: round_ % 4]:
-                samples[(name, n)].append(jobs[name](n))
+        shift = round_ % len(plan)
+        for name, n in plan[shift:] + plan[:shift]:
+            samples[(name, n)].append(jobs[name](n))
     header = f"{'metric':<46} {'ours':>10} {'bare':>10} {'ours/bare':>10}  {'target':<12} met"
     print()
     print(header)
     print("-" * len(header))
     ok = True
-    for n in sizes:
-        for style, target in (("submit", SUBMIT_TARGET), ("map", MAP_TARGET)):
-            ours = statistics.median(samples[(f"ours {style}", n)]) / n * 1e6
-            bare = statistics.median(samples[(f"bare {style}", n)]) / n * 1e6
-            ratio = ours / bare
-            met = ratio <= target
-            ok = ok and met
-            label = "submit loop" if style == "submit" else f"map (bare: chunksize {CHUNKSIZE})"
-            print(
-                f"{f'per task, {label}, N={n:,} (us)':<46} {ours:>10.1f} {bare:>10.1f} {ratio:>9.2f}x"
-                f"  {f'<= {target:g}x':<12} {'yes' if met else 'MISS'}"
+    figures: list[dict[str, Any]] = []
+    rows = [
+        (style, n, target)
+        for n in sizes
+        for style, target in (("submit", SUBMIT_TARGET), ("map", MAP_TARGET))
+    ]
+    for style, n, target in [*rows, ("chain", links, None)]:
+        ours_s, bare_s = samples[(f"ours {style}", n)], samples[(f"bare {style}", n)]
+        ours = statistics.median(ours_s) / n * 1e6
+        bare = statistics.median(bare_s) / n * 1e6
+        ratio = ours / bare
+        met = None if target is None else ratio <= target
+        ok = ok and met is not False
+        label = {"submit": "submit loop", "map": f"map (bare: chunksize {CHUNKSIZE})", "chain": "chain link"}[
+            style
+        ]
+        bare_note = {
+            "submit": "executor.submit in a loop",
+            "map": f"executor.map, chunksize {CHUNKSIZE}",
+            "chain": "each link's result awaited in the driver, then the next submitted",
+        }[style]
+        figures.append(
+            figure("processes", style, OURS, ours, "us", n=n, samples=[s / n * 1e6 for s in ours_s])
+        )
+        figures.append(
+            figure(
+                "processes",
+                style,
+                RAW,
+                bare,
+                "us",
+                n=n,
+                samples=[s / n * 1e6 for s in bare_s],
+                note=bare_note,
             )
+        )
+        target_text = "" if target is None else f"<= {target:g}x"
+        mark = "" if met is None else ("yes" if met else "MISS")
+        print(
+            f"{f'per task, {label}, N={n:,} (us)':<46} {ours:>10.1f} {bare:>10.1f} {ratio:>9.2f}x"
+            f"  {target_text:<12} {mark}".rstrip()
+        )
     timings = cpu_bound(workers, cpu_runs, loops_for(cpu_seconds))
     print()
     print(f"CPU-bound: {cpu_runs} runs of ~{cpu_seconds} s of pure Python on {workers} workers")
     print(f"  {'serial':<10} {timings['serial']:6.2f} s   (the same runs one after another, timed here)")
     for label in ("threads", "processes"):
-        print(f"  {label:<10} {timings[label]:6.2f} s   speed-up over serial {timings['serial'] / timings[label]:.2f}x")
+        print(
+            f"  {label:<10} {timings[label]:6.2f} s   speed-up over serial {timings['serial'] / timings[label]:.2f}x"
+        )
     print(f"  processes over threads: {timings['threads'] / timings['processes']:.2f}x")
+    if args.json:
+        report = {
+            "benchmark": "processes",
+            "meta": {
+                **machine(),
+                "taskrunners": taskrunners.__version__,
+                "workers": workers,
+                "start_method": args.start_method,
+                "sizes": sizes,
+                "chain": links,
+                "rounds": rounds,
+                "quick": args.quick,
+            },
+            "targets": {"submit_ratio_max": SUBMIT_TARGET, "map_ratio_max": MAP_TARGET},
+            "figures": figures,
+            "cpu_bound": {"runs": cpu_runs, "seconds_each": cpu_seconds, "workers": workers, **timings},
+        }
+        write_json(args.json, report)
     return 0 if ok or args.quick else 1
 
 

@@ -2,7 +2,7 @@
 
 Run from the repository root (see benchmarks/README.md)::
 
-    python benchmarks/bench_ray.py                  # full run: N=1,000, 3 rounds
+    python benchmarks/bench_ray.py                  # full run: N=1,000 and 10,000, 3 rounds
     python benchmarks/bench_ray.py --quick          # a smoke run: N=50, 1 round
     python benchmarks/bench_ray.py --json benchmarks/results/ray.json
 
@@ -12,7 +12,7 @@ On one local Ray with 2 CPUs, started once (by a `RayTaskRunner` held open, so o
 - **submit loop**: a flow on `RayTaskRunner()` submits N no-op runs and reads every
   result; *bare* calls `f.remote()` N times and `ray.get` on the list.
 - **map**: `task.map(range(N)).result()` against the same bare job.
-- **chain**: N runs, each taking the previous one's future as its argument, and the
+- **chain**: `--chain` runs (default 1,000), each taking the previous one's future as its argument, and the
   last result read; *bare* chains `f.remote(previous_ref)` the same way and gets the last.
 - **submit loop, one argument**: the submit loop with `identity.submit(i)`, against
   `f.remote(i)`. Every run of the runner carries its call to the worker as one argument
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
@@ -39,6 +38,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from _common import OURS, RAW, figure, machine, write_json
 
 RATIO_TARGET = 1.2
 HEADER = f"{'metric':<58} {'ours':>10} {'bare':>10} {'ours/bare':>10}  {'target':<14} met"
@@ -119,21 +120,22 @@ def make_cases() -> dict[str, Case]:
 STYLES = ("submit loop", "map", "chain", "submit loop, one argument")
 
 
-def measure(n: int, rounds: int) -> list[dict[str, Any]]:
+def measure(sizes: list[int], links: int, rounds: int) -> list[dict[str, Any]]:
     cases = make_cases()
-    names = list(cases)
-    for name in names:  # warm up: worker processes, function export, code paths
-        cases[name](min(n, 100))
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    for name in cases:  # warm up: worker processes, function export, code paths
+        cases[name](min(*sizes, 100))
+    plan = [(style, n) for n in sizes for style in STYLES if style != "chain"] + [("chain", links)]
+    jobs = [(f"{who} {style}", n) for style, n in plan for who in ("ours", "bare")]
+    samples: dict[tuple[str, int], list[float]] = {job: [] for job in jobs}
     for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
+        shift = round_ % len(jobs)
+        for name, n in jobs[shift:] + jobs[:shift]:
             gc.collect()
-            samples[name].append(cases[name](n))
+            samples[(name, n)].append(cases[name](n))
     rows = []
-    for style in STYLES:
-        ours = statistics.median(samples[f"ours {style}"]) / n * 1e6
-        bare = statistics.median(samples[f"bare {style}"]) / n * 1e6
+    for style, n in plan:
+        ours = statistics.median(samples[(f"ours {style}", n)]) / n * 1e6
+        bare = statistics.median(samples[(f"bare {style}", n)]) / n * 1e6
         rows.append(
             {
                 "style": style,
@@ -142,23 +144,51 @@ def measure(n: int, rounds: int) -> list[dict[str, Any]]:
                 "bare_us_per_task": bare,
                 "ratio": ours / bare,
                 "met": ours / bare <= RATIO_TARGET,
-                "ours_seconds": samples[f"ours {style}"],
-                "bare_seconds": samples[f"bare {style}"],
+                "ours_seconds": samples[(f"ours {style}", n)],
+                "bare_seconds": samples[(f"bare {style}", n)],
             }
         )
     return rows
 
 
+def figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as figures for benchmarks/report.py (see _common.figure).
+
+    The report's "submit" is the submit loop with one argument: like every other
+    runner's, each run takes one value and returns one.
+    """
+    metric = {"submit loop, one argument": "submit", "map": "map", "chain": "chain"}
+    bare_note = {
+        "submit": "f.remote(i) in a loop, ray.get",
+        "map": "f.remote(i) in a loop, ray.get",
+        "chain": "f.remote(previous_ref)",
+    }
+    out = []
+    for row in rows:
+        style = metric.get(row["style"])
+        if style is None:
+            continue
+        n = row["n"]
+        for who, key, note in ((OURS, "ours", None), (RAW, "bare", bare_note[style])):
+            samples = [s / n * 1e6 for s in row[f"{key}_seconds"]]
+            out.append(
+                figure("ray", style, who, row[f"{key}_us_per_task"], "us", n=n, samples=samples, note=note)
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: N=50, 1 round")
-    parser.add_argument("--n", type=int, default=1000, help="runs per job (default 1,000)")
+    parser.add_argument("--sizes", default="1000,10000", help="runs per submit and map job, comma-separated")
+    parser.add_argument("--chain", type=int, default=1000, help="links of the chain (default 1,000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every job (default 3)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (default 2)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
-    n, rounds = (50, 1) if args.quick else (args.n, args.rounds)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes, links, rounds = ([50], 50, 1) if args.quick else (sizes, args.chain, args.rounds)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -169,16 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     # small object store); the flows' runners join it.
     with RayTaskRunner(init_kwargs={"num_cpus": args.cpus, "log_to_driver": False}):
         started = time.perf_counter() - began
-        rows = measure(n, rounds)
+        rows = measure(sizes, links, rounds)
 
     print(
-        f"RayTaskRunner vs f.remote + ray.get: one local Ray of {args.cpus} CPUs, N={n:,}, "
+        f"RayTaskRunner vs f.remote + ray.get: one local Ray of {args.cpus} CPUs, "
         f"{rounds} round(s), median per task; Ray start {started:.2f} s"
     )
     print(f"Python {platform.python_version()}, ray {ray.__version__}, {os.cpu_count()} CPUs")
     print(HEADER)
     for row in rows:
-        metric = f"per task, {row['style']}, N={n:,} (us)"
+        metric = f"per task, {row['style']}, N={row['n']:,} (us)"
         print(
             f"{metric:<58} {row['ours_us_per_task']:>10.1f} {row['bare_us_per_task']:>10.1f} "
             f"{row['ratio']:>9.2f}x  {'<= ' + format(RATIO_TARGET, 'g') + 'x bare':<14} "
@@ -190,28 +220,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         report = {
+            "benchmark": "ray",
             "meta": {
-                "python": platform.python_version(),
+                **machine(),
                 "ray": ray.__version__,
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
                 "ray_cpus": args.cpus,
-                "n": n,
+                "sizes": sizes,
+                "chain": links,
                 "rounds": rounds,
                 "quick": args.quick,
                 "ray_start_seconds": started,
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
             "targets": {"ratio_max": RATIO_TARGET},
             "per_task_overhead": rows,
             "all_targets_met": all(row["met"] for row in rows),
+            "figures": figures(rows),
         }
-        directory = os.path.dirname(args.json)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        with open(args.json, "w") as out:
-            json.dump(report, out, indent=2)
-        print(f"wrote {args.json}")
+        write_json(args.json, report)
     if args.check and not all(row["met"] for row in rows):
         return 1
     return 0

@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_scaling.py                    # workers 1, 2, 4, ... up to the CPU count
     python benchmarks/bench_scaling.py --workers 1,2 --quick
+    python benchmarks/bench_scaling.py --json benchmarks/results/bench_scaling.json
 
 Each case maps `runs` pure-Python runs of about `--seconds` each over a runner with W
 workers (W processes for the process runner, W single-threaded worker processes for a
@@ -22,8 +23,8 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
+from _common import machine, write_json
 from taskrunners import TaskRunner, flow, task
 
 
@@ -57,7 +58,12 @@ def runners() -> dict[str, Callable[[int], TaskRunner]]:
         from taskrunners_dask import DaskTaskRunner
 
         found["dask"] = lambda w: DaskTaskRunner(
-            cluster_kwargs={"n_workers": w, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+            cluster_kwargs={
+                "n_workers": w,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
         )
     except ImportError:
         pass
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.25, help="work per run (default 0.25 s)")
     parser.add_argument("--only", default="", help="runner names to measure, comma-separated")
     parser.add_argument("--quick", action="store_true", help="a smoke run: short runs")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
     runs = args.runs or 2 * max(counts)
@@ -103,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
             @flow(task_runner=available[name](workers))
             def work() -> float:
-                burn.map([loops] * max(workers, 2)).result()  # warm: every worker has started
+                # warm: every worker has started (the flow is called in this iteration)
+                burn.map([loops] * max(workers, 2)).result()  # noqa: B023
                 began = time.perf_counter()
                 burn.map([loops] * runs).result()
                 return time.perf_counter() - began
@@ -117,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{serial / inside / workers:>10.2f}"
             )
         print()
+    if args.json:
+        cases = [
+            {"runner": name, "workers": w, "whole_s": whole, "work_s": inside, "speedup": serial / inside}
+            for (name, w), (whole, inside) in results.items()
+        ]
+        meta = {**machine(), "runs": runs, "seconds_per_run": seconds, "workers": counts, "quick": args.quick}
+        write_json(args.json, {"benchmark": "scaling", "meta": meta, "serial_s": serial, "cases": cases})
     return 0
 
 

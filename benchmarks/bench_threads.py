@@ -13,6 +13,9 @@ Measures, in one process:
   against `ThreadPoolExecutor(W)` (submit loop, and `executor.map`). Each timing covers
   the whole job: starting the pool, submitting, resolving, shutting the pool down. The
   four cases run interleaved, in a rotated order each round; the figure is the median;
+- a chain of `--chain` runs (default 1,000), each taking the previous run's future as
+  its argument, against the bare executor's way of chaining (submit a link, wait for
+  its result in the driver, submit the next with it);
 - the import time of `taskrunners` (fresh interpreters: `import taskrunners` minus an
   empty program, and `-X importtime`'s cumulative figure);
 - the cost of calling an empty flow;
@@ -34,10 +37,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import taskrunners
+from _common import OURS, RAW, figure, machine
 from taskrunners import flow, task
 from taskrunners_threads import ThreadPoolTaskRunner, default_max_workers
 
@@ -72,6 +77,13 @@ def make_cases(workers: int) -> dict[str, Case]:
     def mapped(n: int) -> None:
         noop.map(range(n)).result()
 
+    @flow(task_runner=runner)
+    def chain(n: int) -> None:
+        future = noop.submit(0)
+        for _ in range(n - 1):
+            future = noop.submit(future)
+        future.result()
+
     def ours_submit(n: int) -> float:
         began = time.perf_counter()
         submit_loop(n)
@@ -96,45 +108,60 @@ def make_cases(workers: int) -> dict[str, Case]:
             list(executor.map(identity, range(n)))
         return time.perf_counter() - began
 
+    def ours_chain(n: int) -> float:
+        began = time.perf_counter()
+        chain(n)
+        return time.perf_counter() - began
+
+    def bare_chain(n: int) -> float:
+        began = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as executor:
+            value = 0
+            for _ in range(n):
+                value = executor.submit(identity, value).result()
+        return time.perf_counter() - began
+
     return {
         "ours submit": ours_submit,
         "ours map": ours_map,
         "bare submit": bare_submit,
         "bare map": bare_map,
+        "ours chain": ours_chain,
+        "bare chain": bare_chain,
     }
 
 
-def per_task_overhead(workers: int, sizes: list[int], rounds: int) -> list[dict[str, Any]]:
+def per_task_overhead(workers: int, sizes: list[int], links: int, rounds: int) -> list[dict[str, Any]]:
     cases = make_cases(workers)
-    names = list(cases)
-    for name in names:  # warm up: imports, first thread starts, code paths
+    for name in cases:  # warm up: imports, first thread starts, code paths
         cases[name](min(sizes))
-    samples: dict[tuple[str, int], list[float]] = {(name, n): [] for name in names for n in sizes}
+    # Every size for submit and map; the chain at its own length.
+    plan = [(name, n) for n in sizes for name in cases if "chain" not in name]
+    plan += [(name, links) for name in cases if "chain" in name]
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in plan}
     for round_ in range(rounds):
-        for n in sizes:
-            order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            for name in order:
-                gc.collect()
-                samples[(name, n)].append(cases[name](n))
+        shift = round_ % len(plan)
+        for name, n in plan[shift:] + plan[:shift]:
+            gc.collect()
+            samples[(name, n)].append(cases[name](n))
     rows = []
-    for n in sizes:
-        for style in ("submit", "map"):
-            ours = samples[(f"ours {style}", n)]
-            bare = samples[(f"bare {style}", n)]
-            ours_us = statistics.median(ours) / n * 1e6
-            bare_us = statistics.median(bare) / n * 1e6
-            rows.append(
-                {
-                    "style": "submit loop" if style == "submit" else "map",
-                    "n": n,
-                    "ours_us_per_task": ours_us,
-                    "bare_us_per_task": bare_us,
-                    "ratio": ours_us / bare_us,
-                    "met": ours_us / bare_us <= RATIO_TARGET,
-                    "ours_seconds": ours,
-                    "bare_seconds": bare,
-                }
-            )
+    for style, n in [*((style, n) for n in sizes for style in ("submit", "map")), ("chain", links)]:
+        ours = samples[(f"ours {style}", n)]
+        bare = samples[(f"bare {style}", n)]
+        ours_us = statistics.median(ours) / n * 1e6
+        bare_us = statistics.median(bare) / n * 1e6
+        rows.append(
+            {
+                "style": {"submit": "submit loop", "map": "map", "chain": "chain link"}[style],
+                "n": n,
+                "ours_us_per_task": ours_us,
+                "bare_us_per_task": bare_us,
+                "ratio": ours_us / bare_us,
+                "met": None if style == "chain" else ours_us / bare_us <= RATIO_TARGET,
+                "ours_seconds": ours,
+                "bare_seconds": bare,
+            }
+        )
     return rows
 
 
@@ -242,6 +269,34 @@ def peak_threads(workers: int, n: int) -> dict[str, int]:
 # -- report -------------------------------------------------------------------------------
 
 
+def figures(overhead: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-task rows as figures for benchmarks/report.py (see _common.figure)."""
+    metric = {"submit loop": "submit", "map": "map", "chain link": "chain"}
+    bare_note = {
+        "submit loop": "executor.submit in a loop",
+        "map": "executor.map",
+        "chain link": "each link's result awaited in the driver, then the next submitted",
+    }
+    out = []
+    for row in overhead:
+        n = row["n"]
+        for who, key, note in ((OURS, "ours", None), (RAW, "bare", bare_note[row["style"]])):
+            samples = [s / n * 1e6 for s in row[f"{key}_seconds"]]
+            out.append(
+                figure(
+                    "threads",
+                    metric[row["style"]],
+                    who,
+                    row[f"{key}_us_per_task"],
+                    "us",
+                    n=n,
+                    samples=samples,
+                    note=note,
+                )
+            )
+    return out
+
+
 def _row(
     metric: str, ours: str, bare: str = "", ratio: str = "", target: str = "", met: bool | None = None
 ) -> str:
@@ -258,21 +313,22 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=default_max_workers(), help="pool size (default: CPUs + 4, at most 32)"
     )
     parser.add_argument("--import-runs", type=int, default=9, help="fresh interpreters per import figure")
+    parser.add_argument("--chain", type=int, default=1000, help="links of the chain (default 1,000)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    rounds, import_runs, flow_calls = args.rounds, args.import_runs, 2000
+    rounds, import_runs, flow_calls, links = args.rounds, args.import_runs, 2000, args.chain
     if args.quick:
-        sizes, rounds, import_runs, flow_calls = [200], 1, 1, 200
+        sizes, rounds, import_runs, flow_calls, links = [200], 1, 1, 200, 50
     workers = args.workers
 
     print(
         f"bench_threads: taskrunners {taskrunners.__version__}, Python {platform.python_version()}, "
         f"{platform.system()}, {os.cpu_count()} CPUs; workers={workers}, sizes={sizes}, rounds={rounds}"
     )
-    overhead = per_task_overhead(workers, sizes, rounds)
+    overhead = per_task_overhead(workers, sizes, links, rounds)
     imports = [import_time("taskrunners", import_runs), import_time("taskrunners_threads", import_runs)]
     flow_cost = empty_flow_cost(workers, flow_calls, max(rounds, 3))
     peaks = peak_threads(workers, max(sizes))
@@ -287,15 +343,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['ours_us_per_task']:.1f}",
                 f"{row['bare_us_per_task']:.1f}",
                 f"{row['ratio']:.2f}x",
-                f"<= {RATIO_TARGET:g}x bare",
+                "" if row["met"] is None else f"<= {RATIO_TARGET:g}x bare",
                 row["met"],
             )
         )
-    for figure in imports:
-        module = figure["module"]
-        met = figure["wall_minus_empty_ms"] < IMPORT_TARGET_MS if module == "taskrunners" else None
+    for measured in imports:
+        module = measured["module"]
+        met = measured["wall_minus_empty_ms"] < IMPORT_TARGET_MS if module == "taskrunners" else None
         target = f"< {IMPORT_TARGET_MS:g} ms" if module == "taskrunners" else ""
-        wall, cumulative = figure["wall_minus_empty_ms"], figure["importtime_cumulative_ms"]
+        wall, cumulative = measured["wall_minus_empty_ms"], measured["importtime_cumulative_ms"]
         print(_row(f"import {module}, wall - empty python (ms)", f"{wall:.1f}", "", "", target, met))
         print(_row(f"import {module}, -X importtime cumul. (ms)", f"{cumulative:.1f}"))
     for label, us in flow_cost.items():
@@ -308,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "of the whole job (pool start to shutdown) / N."
     )
 
-    missed = [r for r in overhead if not r["met"]]
+    missed = [r for r in overhead if r["met"] is False]
     import_met = imports[0]["wall_minus_empty_ms"] < IMPORT_TARGET_MS
     if args.json:
         report = {
@@ -321,14 +377,17 @@ def main(argv: list[str] | None = None) -> int:
                 "sizes": sizes,
                 "rounds": rounds,
                 "quick": args.quick,
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "chain": links,
+                **machine(),
             },
+            "benchmark": "threads",
             "targets": {"ratio_max": RATIO_TARGET, "import_ms_max": IMPORT_TARGET_MS},
             "per_task_overhead": overhead,
             "import_time": imports,
             "empty_flow_us": flow_cost,
             "peak_threads": peaks,
             "all_targets_met": not missed and import_met,
+            "figures": figures(overhead),
         }
         directory = os.path.dirname(args.json)
         if directory:

@@ -46,13 +46,14 @@ def test_run_all_finds_every_benchmark() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
-    assert "bench_threads.py" in done.stdout.split()
+    ours = sorted(p.name for p in BENCHMARKS.glob("bench_*.py") if p.name != "bench_prefect.py")
+    assert done.stdout.split() == [*ours, "bench_prefect.py"]  # Prefect's last, in its own environment
 
 
-def test_bench_processes_quick_run_prints_its_table() -> None:
+def test_bench_processes_quick_run_prints_its_table(tmp_path: Path) -> None:
+    report = tmp_path / "processes.json"
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_processes.py"), "--quick"],
+        [sys.executable, str(BENCHMARKS / "bench_processes.py"), "--quick", "--json", str(report)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -61,6 +62,10 @@ def test_bench_processes_quick_run_prints_its_table() -> None:
     assert done.returncode == 0, done.stderr
     assert "per task, submit loop, N=200" in done.stdout
     assert "processes over threads" in done.stdout
+    figures = json.loads(report.read_text())["figures"]
+    assert {(f["metric"], f["who"], f["n"]) for f in figures} == {
+        (metric, who, n) for metric, n in (("submit", 200), ("map", 200), ("chain", 50)) for who in ("taskrunners", "raw")
+    }
 
 
 def test_bench_scaling_quick_run_prints_its_table() -> None:
@@ -111,9 +116,31 @@ def test_bench_dask_quick_run_prints_its_table(tmp_path: Path) -> None:
     ):
         assert any(line.startswith(metric) for line in lines), metric
     figures = json.loads(report.read_text())
-    assert figures["meta"]["n"] == 50 and figures["meta"]["workers"] == 2
+    assert figures["meta"]["sizes"] == [50] and figures["meta"]["workers"] == 2
+    assert {(f["metric"], f["who"]) for f in figures["figures"]} == {
+        (metric, who) for metric in ("submit", "map", "chain") for who in ("taskrunners", "raw")
+    }
     assert [row["style"] for row in figures["per_task_overhead"]] == [
         "submit loop",
         "map",
         "chain (future as argument)",
     ]
+
+
+def test_bench_footprint_quick_run_measures_both_sides(tmp_path: Path) -> None:
+    report = tmp_path / "footprint.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_footprint.py"), "--quick", "--runners", "threads", "--json", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(report.read_text())["figures"]
+    metrics = ("import", "empty_flow_process", "memory_per_task", "peak_threads")
+    assert sorted((f["metric"], f["who"]) for f in figures) == sorted(
+        (metric, who) for metric in metrics for who in ("taskrunners", "raw")
+    )
+    assert all(f["value"] is not None and f["value"] >= 0 for f in figures)
+    assert {f["n"] for f in figures if f["metric"] == "memory_per_task"} == {200}
