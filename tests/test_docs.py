@@ -181,3 +181,18 @@ def test_links_between_pages_resolve() -> None:
             elif anchor and anchor not in _anchors(linked):
                 broken.append(f"{where} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def test_the_api_reference_lists_every_public_name() -> None:
+    import importlib
+
+    text = (DOCS / "reference.md").read_text(encoding="utf-8")
+    errors = set(importlib.import_module("taskrunners._errors").__all__)  # the page renders the module
+    missing = []
+    for module in ("taskrunners", "taskrunners_threads", "taskrunners_processes", "taskrunners_dask", "taskrunners_ray"):
+        for name in importlib.import_module(module).__all__:
+            if name.startswith("__") or (module == "taskrunners" and name in errors):
+                continue
+            if f"::: {module}.{name}\n" not in text:
+                missing.append(f"{module}.{name}")
+    assert not missing, f"docs/reference.md lacks: {missing}"
