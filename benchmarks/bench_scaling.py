@@ -11,8 +11,9 @@ workers (W processes for the process runner, W single-threaded worker processes 
 Dask LocalCluster, `num_cpus=W` for a local Ray). It reports the whole flow ("whole",
 start-up of the pool or cluster included) and the mapped work alone ("work", timed
 inside the flow after a first map has started every worker). The speed-up is the work
-against the same runs done one after another in this process, timed in the same
-process run. Runners that are not installed are skipped.
+against the same runs done one after another in this process, timed again right before
+each case (a shared machine's load drifts; one serial figure for the whole run would
+carry that drift into every ratio). Runners that are not installed are skipped.
 """
 
 from __future__ import annotations
@@ -81,14 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     cpus = os.cpu_count() or 1
     default_workers = ",".join(str(w) for w in (1, 2, 4, 8, 16, 32, 64) if w <= cpus)
     parser.add_argument("--workers", default=default_workers, help="worker counts, comma-separated")
-    parser.add_argument("--runs", type=int, default=0, help="runs per case (default: 2 x the most workers)")
+    parser.add_argument(
+        "--runs", type=int, default=0, help="runs per case (default: 2 x the most workers, at least 8)"
+    )
     parser.add_argument("--seconds", type=float, default=0.25, help="work per run (default 0.25 s)")
     parser.add_argument("--only", default="", help="runner names to measure, comma-separated")
     parser.add_argument("--quick", action="store_true", help="a smoke run: short runs")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
-    runs = args.runs or 2 * max(counts)
+    runs = args.runs or max(8, 2 * max(counts))
     seconds = 0.02 if args.quick else args.seconds
     loops = loops_for(seconds)
     available = runners()
@@ -98,15 +101,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{runs} runs of ~{seconds} s; runners: {', '.join(chosen) or 'none'}"
     )
     spin(loops)  # warm up
-    began = time.perf_counter()
-    for _ in range(runs):
-        spin(loops)
-    serial = time.perf_counter() - began
-    print(f"serial (one after another, here): {serial:.2f} s\n")
-    print(f"{'runner':<10} {'workers':>7} {'whole':>8} {'work':>8} {'speed-up':>9} {'per worker':>11}")
-    results: dict[tuple[str, int], tuple[float, float]] = {}
+
+    def serial_seconds() -> float:
+        began = time.perf_counter()
+        for _ in range(runs):
+            spin(loops)
+        return time.perf_counter() - began
+
+    print(
+        f"{'runner':<10} {'workers':>7} {'serial':>8} {'whole':>8} {'work':>8} {'speed-up':>9} {'per worker':>11}"
+    )
+    results: dict[tuple[str, int], tuple[float, float, float]] = {}
     for name in chosen:
         for workers in counts:
+            serial = serial_seconds()  # the same runs one after another, here, just before
 
             @flow(task_runner=available[name](workers))
             def work() -> float:
@@ -119,19 +127,26 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             inside = work()
             whole = time.perf_counter() - start
-            results[(name, workers)] = (whole, inside)
+            results[(name, workers)] = (serial, whole, inside)
             print(
-                f"{name:<10} {workers:>7} {whole:>8.2f} {inside:>8.2f} {serial / inside:>8.2f}x "
+                f"{name:<10} {workers:>7} {serial:>8.2f} {whole:>8.2f} {inside:>8.2f} {serial / inside:>8.2f}x "
                 f"{serial / inside / workers:>10.2f}"
             )
         print()
     if args.json:
         cases = [
-            {"runner": name, "workers": w, "whole_s": whole, "work_s": inside, "speedup": serial / inside}
-            for (name, w), (whole, inside) in results.items()
+            {
+                "runner": name,
+                "workers": w,
+                "serial_s": serial,
+                "whole_s": whole,
+                "work_s": inside,
+                "speedup": serial / inside,
+            }
+            for (name, w), (serial, whole, inside) in results.items()
         ]
         meta = {**machine(), "runs": runs, "seconds_per_run": seconds, "workers": counts, "quick": args.quick}
-        write_json(args.json, {"benchmark": "scaling", "meta": meta, "serial_s": serial, "cases": cases})
+        write_json(args.json, {"benchmark": "scaling", "meta": meta, "cases": cases})
     return 0
 
 

@@ -3,7 +3,7 @@
     python benchmarks/report.py benchmarks/results                 # -> docs/benchmarks.md, docs/img/benchmarks.png
     python benchmarks/report.py benchmarks/results --page out.md --chart out.png
 
-Reads every `*.json` in the folder that `run_all.py --json-dir` filled: the `"figures"`
+Reads every `bench_*.json` in the folder that `run_all.py --json-dir` filled: the `"figures"`
 of `bench_threads`, `bench_processes`, `bench_dask`, `bench_ray`, `bench_footprint` and
 `bench_prefect` (see `_common.figure`), and `bench_scaling`'s cases. Nothing is
 measured here, and nothing is left out: a figure that missed its target is marked so,
@@ -66,7 +66,7 @@ Key = tuple[str, str, str, "int | None"]
 def load(folder: Path) -> dict[str, dict[str, Any]]:
     """Every report in `folder`, by its `"benchmark"` name (or its file's stem)."""
     reports = {}
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob("bench_*.json")):
         report = json.loads(path.read_text())
         name = report.get("benchmark") or path.stem.removeprefix("bench_")
         reports[name] = report
@@ -209,10 +209,11 @@ def scaling_section(scaling: dict[str, Any] | None) -> list[str]:
     cpus = meta.get("cpus") or 0
     lines += [
         (
-            f"{meta['runs']} pure-Python runs of about {meta['seconds_per_run']} s each, mapped over W workers; "
-            "the speed-up is the mapped work (timed inside the flow, after every worker started) against the "
-            f"same runs one after another in the benchmark's process ({scaling['serial_s']:.2f} s). "
-            "*whole* is the whole flow call, start-up of the pool or cluster included."
+            f"{meta['runs']} pure-Python runs of about {meta['seconds_per_run']} s each, mapped over W workers. "
+            "*work* is the mapped runs alone, timed inside the flow after every worker has started; "
+            "*whole* is the whole flow call, start-up of the pool or cluster included; *serial* is the "
+            "same runs one after another in the benchmark's process, timed right before each case. "
+            "The speed-up is serial / work."
         ),
         "",
     ]
@@ -226,11 +227,11 @@ def scaling_section(scaling: dict[str, Any] | None) -> list[str]:
             ),
             "",
         ]
-    lines += ["| runner | workers | whole | work | speed-up |", "|---|---:|---:|---:|---:|"]
+    lines += ["| runner | workers | serial | whole | work | speed-up |", "|---|---:|---:|---:|---:|---:|"]
     for case in scaling["cases"]:
         lines.append(
-            f"| {TITLES.get(case['runner'], case['runner'])} | {case['workers']} | {case['whole_s']:.2f} s | "
-            f"{case['work_s']:.2f} s | {case['speedup']:.2f}x |"
+            f"| {TITLES.get(case['runner'], case['runner'])} | {case['workers']} | {case['serial_s']:.2f} s | "
+            f"{case['whole_s']:.2f} s | {case['work_s']:.2f} s | {case['speedup']:.2f}x |"
         )
     lines.append("")
     return lines
