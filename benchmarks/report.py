@@ -102,7 +102,7 @@ def number(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value:.2f} s"
     if unit == "ms":
-        return f"{value:.0f} ms"
+        return f"{value:,.0f} ms"
     if unit == "KiB":
         return f"{value:.2f} KiB"
     if value >= 100:
