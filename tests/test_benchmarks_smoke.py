@@ -33,7 +33,10 @@ def test_bench_threads_quick_run_prints_its_table(tmp_path: Path) -> None:
         assert any(line.startswith(metric) for line in lines), metric
     figures = json.loads(report.read_text())
     assert figures["meta"]["sizes"] == [200]
-    assert {row["style"] for row in figures["per_task_overhead"]} == {"submit loop", "map"}
+    assert {row["style"] for row in figures["per_task_overhead"]} == {"submit loop", "map", "chain link"}
+    assert {(f["metric"], f["who"]) for f in figures["figures"]} == {
+        (metric, who) for metric in ("submit", "map", "chain") for who in ("taskrunners", "raw")
+    }
     assert figures["peak_threads"]["ours"] >= 1
 
 

@@ -391,17 +391,21 @@ def test_upstream_of_another_runner_is_waited_for_without_blocking_submit(
 ) -> None:
     signals = str(tmp_path)
 
+    # The parent's future reaches the child's task unresolved through this holder (as an
+    # argument of the child flow it would be waited for before the child starts).
+    holder: dict[str, Future[Any]] = {}
+
     @flow(task_runner=DaskTaskRunner(address=local_cluster.scheduler_address))
-    def child(outer: Future[Any]) -> Any:
-        downstream = t.add.submit(outer, 1)  # must not block: the outer run waits for a signal
+    def child() -> Any:
+        downstream = t.add.submit(holder["outer"], 1)  # must not block: the outer run waits for a signal
         assert not downstream.done()
         t.signal(signals, "go")
         return downstream.result()
 
     @flow(task_runner="threads")
     def parent() -> Any:
-        outer = t.wait_and_return.submit(signals, "go", value=41)
-        return child(outer)
+        holder["outer"] = t.wait_and_return.submit(signals, "go", value=41)
+        return child()
 
     assert run_with_deadline(parent, DEADLINE) == 42
 

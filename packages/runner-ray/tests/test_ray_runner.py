@@ -370,15 +370,20 @@ class TestOnCluster:
         assert run(runner, body) == (3, 3)
 
     def test_an_upstream_of_another_runner_is_waited_for_here(self, runner: RayTaskRunner) -> None:
+        # The parent's futures reach the child's tasks unresolved through this holder (as
+        # arguments of the child flow they would arrive as values).
+        outer: dict[str, Any] = {}
+
         @flow(task_runner=runner)
-        def child(upstream: Any, unsendable: Any) -> Any:
-            added = t.add.submit(upstream, 10)  # a thread-runner future: its value is sent
-            refused = rt.identity.submit(unsendable)
+        def child() -> Any:
+            added = t.add.submit(outer["upstream"], 10)  # a thread-runner future: its value is sent
+            refused = rt.identity.submit(outer["unsendable"])
             refused.wait()
             return added.result(), refused.state
 
         def parent() -> Any:
-            return child(t.add.submit(1, 2), rt.make_lock.submit())
+            outer.update(upstream=t.add.submit(1, 2), unsendable=rt.make_lock.submit())
+            return child()
 
         value, refused = run_with_deadline(flow(task_runner="threads")(parent), DEADLINE)
         assert value == 13
