@@ -70,6 +70,33 @@ def figure(
     }
 
 
+def overhead_figures(
+    runner: str, rows: Sequence[dict[str, Any]], metrics: dict[str, str], bare_notes: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A benchmark's per-task rows as figures, ours and the raw engine's for each.
+
+    Args:
+        runner: The runner the rows measure.
+        rows: Dicts with `style`, `n`, `ours_us_per_task`, `bare_us_per_task`,
+            `ours_seconds` and `bare_seconds` (the whole job's samples).
+        metrics: The report's metric (`"submit"`, `"map"`, `"chain"`) for each row
+            style; rows of other styles are left out.
+        bare_notes: For each metric, how the raw engine did the job.
+    """
+    out = []
+    for row in rows:
+        metric = metrics.get(row["style"])
+        if metric is None:
+            continue
+        n = row["n"]
+        for who, key, note in ((OURS, "ours", None), (RAW, "bare", bare_notes[metric])):
+            samples = [s / n * 1e6 for s in row[f"{key}_seconds"]]
+            out.append(
+                figure(runner, metric, who, row[f"{key}_us_per_task"], "us", n=n, samples=samples, note=note)
+            )
+    return out
+
+
 def machine() -> dict[str, Any]:
     """The facts a reader needs to weigh a figure."""
     return {

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import OURS, RAW, figure, machine, write_json
+from _common import machine, overhead_figures, write_json
 
 RATIO_TARGET = 1.2
 HEADER = f"{'metric':<52} {'ours':>10} {'bare':>10} {'ours/bare':>10}  {'target':<14} met"
@@ -175,21 +175,13 @@ def measure(address: str, sizes: list[int], links: int, rounds: int) -> list[dic
 
 def figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows as figures for benchmarks/report.py (see _common.figure)."""
-    metric = {label: style for style, label in STYLES}
-    bare_note = {
+    metrics = {label: style for style, label in STYLES}
+    bare_notes = {
         "submit": "client.submit in a loop",
         "map": "client.map",
         "chain": "client.submit(add, previous_future, 1)",
     }
-    out = []
-    for row in rows:
-        n, style = row["n"], metric[row["style"]]
-        for who, key, note in ((OURS, "ours", None), (RAW, "bare", bare_note[style])):
-            samples = [s / n * 1e6 for s in row[f"{key}_seconds"]]
-            out.append(
-                figure("dask", style, who, row[f"{key}_us_per_task"], "us", n=n, samples=samples, note=note)
-            )
-    return out
+    return overhead_figures("dask", rows, metrics, bare_notes)
 
 
 def main(argv: list[str]) -> int:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import OURS, RAW, figure, machine, write_json
+from _common import machine, overhead_figures, write_json
 
 RATIO_TARGET = 1.2
 HEADER = f"{'metric':<58} {'ours':>10} {'bare':>10} {'ours/bare':>10}  {'target':<14} met"
@@ -157,24 +157,13 @@ def figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     The report's "submit" is the submit loop with one argument: like every other
     runner's, each run takes one value and returns one.
     """
-    metric = {"submit loop, one argument": "submit", "map": "map", "chain": "chain"}
-    bare_note = {
+    metrics = {"submit loop, one argument": "submit", "map": "map", "chain": "chain"}
+    bare_notes = {
         "submit": "f.remote(i) in a loop, ray.get",
         "map": "f.remote(i) in a loop, ray.get",
         "chain": "f.remote(previous_ref)",
     }
-    out = []
-    for row in rows:
-        style = metric.get(row["style"])
-        if style is None:
-            continue
-        n = row["n"]
-        for who, key, note in ((OURS, "ours", None), (RAW, "bare", bare_note[style])):
-            samples = [s / n * 1e6 for s in row[f"{key}_seconds"]]
-            out.append(
-                figure("ray", style, who, row[f"{key}_us_per_task"], "us", n=n, samples=samples, note=note)
-            )
-    return out
+    return overhead_figures("ray", rows, metrics, bare_notes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import taskrunners
-from _common import OURS, RAW, figure, machine
+from _common import machine, overhead_figures
 from taskrunners import flow, task
 from taskrunners_threads import ThreadPoolTaskRunner, default_max_workers
 
@@ -271,30 +271,13 @@ def peak_threads(workers: int, n: int) -> dict[str, int]:
 
 def figures(overhead: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The per-task rows as figures for benchmarks/report.py (see _common.figure)."""
-    metric = {"submit loop": "submit", "map": "map", "chain link": "chain"}
-    bare_note = {
-        "submit loop": "executor.submit in a loop",
+    metrics = {"submit loop": "submit", "map": "map", "chain link": "chain"}
+    bare_notes = {
+        "submit": "executor.submit in a loop",
         "map": "executor.map",
-        "chain link": "each link's result awaited in the driver, then the next submitted",
+        "chain": "each link's result awaited in the driver, then the next submitted",
     }
-    out = []
-    for row in overhead:
-        n = row["n"]
-        for who, key, note in ((OURS, "ours", None), (RAW, "bare", bare_note[row["style"]])):
-            samples = [s / n * 1e6 for s in row[f"{key}_seconds"]]
-            out.append(
-                figure(
-                    "threads",
-                    metric[row["style"]],
-                    who,
-                    row[f"{key}_us_per_task"],
-                    "us",
-                    n=n,
-                    samples=samples,
-                    note=note,
-                )
-            )
-    return out
+    return overhead_figures("threads", overhead, metrics, bare_notes)
 
 
 def _row(
