@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from taskrunners import Future, State, StateType, Task, TaskCall
+from taskrunners import Future, State, StateType, Task
+from taskrunners.lowlevel import PreparedRun
 from taskrunners_threads import ThreadPoolTaskRunner
 
 __all__ = ["DropsExceptionsRunner", "DuplicateIsSelfRunner", "IgnoresWaitForRunner"]
@@ -33,21 +34,20 @@ class DropsExceptionsRunner(ThreadPoolTaskRunner):
 
 
 class _ExceptionDroppingCall:
-    """A `TaskCall` whose `run` turns a failure into a completion; the rest delegated."""
+    """A `PreparedRun` whose `run_here` turns a failure into a completion; the rest delegated."""
 
-    def __init__(self, call: TaskCall) -> None:
-        self._call = call
+    def __init__(self, run: PreparedRun) -> None:
+        self.run = run
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._call, name)
+        return getattr(self.run, name)
 
-    def run(self) -> None:
-        call = self._call
-        future: Future[Any] = call.future  # type: ignore[assignment]
-        state = call.execute(call.upstream_states(), future.set_state)
+    def run_here(self) -> None:
+        run = self.run
+        state = run.spec.execute(run.upstream_states(), run.set_state)
         if state.type is StateType.FAILED:
             state = State(StateType.COMPLETED, data=None)
-        future.set_state(state)
+        run.set_state(state)
 
 
 class IgnoresWaitForRunner(ThreadPoolTaskRunner):

@@ -41,11 +41,11 @@ class Dropping:
     def __getattr__(self, name):
         return getattr(self.call, name)
 
-    def run(self):
-        state = self.call.execute(self.call.upstream_states(), self.call.future.set_state)
+    def run_here(self):
+        state = self.call.spec.execute(self.call.upstream_states(), self.call.set_state)
         if state.type is StateType.FAILED:
             state = State(StateType.COMPLETED, data=None)
-        self.call.future.set_state(state)
+        self.call.set_state(state)
 
 
 class NeverRuns(ThreadPoolTaskRunner):

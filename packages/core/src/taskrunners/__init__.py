@@ -5,7 +5,7 @@ hand task runs to the flow's task runner and return futures. Runners are plugins
 (threads by default; processes, Dask and Ray as extras).
 """
 
-from ._engine import TaskCall, TaskRunInfo
+from ._engine import TaskRunInfo
 from ._errors import (
     DefinitionError,
     DependencyError,
@@ -52,10 +52,9 @@ __all__ = [
     "unmapped",
     "allow_failure",
     "TaskRunInfo",
-    # for runner plugins
+    # for runner plugins (the rest of their API is in taskrunners.lowlevel)
     "TaskRunner",
     "Capability",
-    "TaskCall",
     # errors and warnings (see taskrunners._errors for the tree)
     "TaskRunnersError",
     "DefinitionError",

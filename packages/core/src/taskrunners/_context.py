@@ -54,8 +54,13 @@ def track_prepared() -> list[Any] | None:
 
 
 def prepared_calls() -> list[Any]:
-    """The calls prepared in this thread since `track_prepared`."""
+    """The runs prepared in this thread since `track_prepared`."""
     return getattr(_thread, "prepared", None) or []
+
+
+def collector() -> list[Any] | None:
+    """Where `TaskRunner.prepare` records the runs it prepares in this thread, if anywhere."""
+    return getattr(_thread, "prepared", None)
 
 
 def stop_tracking(previous: list[Any] | None) -> None:

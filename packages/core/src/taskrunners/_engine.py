@@ -1,9 +1,9 @@
 """The task-run engine: what runs one task run, wherever a runner runs code.
 
-A runner never calls a task's function itself. It receives a `TaskCall` from
-`TaskRunner.prepare` and, once the upstream runs are final, calls `TaskCall.execute`
-with their states, in this process (`TaskCall.run` does it all for in-process runners)
-or on a worker elsewhere (a `TaskCall` pickles without its future). The engine checks
+A runner never calls a task's function itself. It receives a `PreparedRun` from
+`TaskRunner.prepare` and, once the upstream runs are final, calls `RunSpec.execute`
+on its `spec` with their states, in this process (`PreparedRun.run_here` does it all
+for in-process runners) or on a worker elsewhere (the spec pickles). The engine checks
 the upstream states, puts upstream values in place of the futures in the arguments,
 calls the function with retries and a timeout, and returns the final `State`.
 """
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._runner import TaskRunner
     from ._tasks import Task
 
-__all__ = ["TaskCall", "TaskRunInfo", "close_thread_event_loop"]
+__all__ = ["PreparedRun", "RunSpec", "TaskRunInfo", "close_thread_event_loop"]
 
 _COMPLETED = StateType.COMPLETED
 _RUNNING = StateType.RUNNING
@@ -94,17 +94,37 @@ class TaskRunInfo:
             return None
         return self.end - self.start
 
-    def __getstate__(self) -> tuple[Any, ...]:
-        # A copy sent elsewhere must carry the same id: make it now if nobody asked yet.
+    def to_wire(self) -> tuple[Any, ...]:
+        """The run info as a tuple of builtins: `(number, task_name, tags, created,
+        start, end, id)`, with `id` as a 128-bit int. A copy sent elsewhere carries the
+        same id. `TaskRunInfo` pickles as this tuple."""
         if self._id is None:
             self._id = _id_base() | self.number
         return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id)
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id) = state
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...]) -> TaskRunInfo:
+        """The run info that `to_wire()` gave `wire`.
+
+        Raises:
+            ValueError: `wire` is not a run info's wire tuple.
+        """
+        info = object.__new__(cls)
+        try:
+            (info.number, info.task_name, info.tags, info.created, info.start, info.end, info._id) = wire
+        except (TypeError, ValueError):
+            raise ValueError(f"not the wire form of a TaskRunInfo: {wire!r}") from None
+        return info
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_info_from_wire, self.to_wire())
 
     def __repr__(self) -> str:
         return f"TaskRunInfo(name={self.name!r})"
+
+
+def _info_from_wire(*wire: Any) -> TaskRunInfo:
+    return TaskRunInfo.from_wire(wire)
 
 
 _ID_BASE: list[int] = []
@@ -126,24 +146,32 @@ def _datetime(timestamp: float | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp, timezone.utc)
 
 
-class TaskCall:
-    """One task run, ready to execute: what a runner ships to where it runs code.
+class RunSpec:
+    """What a run needs in order to execute anywhere: the picklable part of a run.
 
-    Made by `TaskRunner.prepare`. A `TaskCall` pickles (with cloudpickle where the
-    task needs it) without its future and its upstream futures, so that a runner can
-    send it to another process and call `execute` there.
+    Made by `TaskRunner.prepare` (as `PreparedRun.spec`). A runner ships it to where it
+    runs code (another thread, process or machine) and calls `execute` there with the
+    final states of the upstream runs.
+
+    Its wire form is `to_wire()`: a tuple of the task, the run's `TaskRunInfo` wire
+    tuple, the parameters, the slotted parameter names, the required upstream
+    indices and the upstream runs' wire tuples. A `RunSpec` pickles as that tuple, and
+    `RunSpec.from_wire` rebuilds it. Ship specs in batches by pickling a list of them:
+    a task that many specs share, and its tags, are written once per pickle.
 
     Attributes:
         task: The `Task` to run.
         info: The run's `TaskRunInfo`.
         parameters: The arguments by parameter name; where an argument held futures,
-            they are replaced by `Slot`s that `execute` fills with upstream values.
-        upstream: The distinct upstream futures (from the arguments, then `wait_for`),
-            in the order `execute` expects their states. Local only.
-        future: The run's future. Local only.
+            they are replaced by placeholders that `execute` fills with upstream values.
+        slotted: The names of the parameters that hold placeholders.
+        required: The indices of the upstream runs that must complete for the run to
+            start (the others were wrapped in `allow_failure`).
+        upstream_runs: The `TaskRunInfo` of each upstream run, in the order `execute`
+            expects their states.
     """
 
-    __slots__ = ("task", "info", "parameters", "slotted", "required", "upstream", "upstream_runs", "future")
+    __slots__ = ("task", "info", "parameters", "slotted", "required", "upstream_runs")
 
     def __init__(
         self,
@@ -152,61 +180,57 @@ class TaskCall:
         parameters: dict[str, Any],
         slotted: tuple[str, ...] = (),
         required: frozenset[int] = frozenset(),
-        upstream: tuple[Future[Any], ...] = (),
-        future: Future[Any] | None = None,
+        upstream_runs: tuple[TaskRunInfo, ...] = (),
     ) -> None:
         self.task = task
         self.info = info
         self.parameters = parameters
         self.slotted = slotted
         self.required = required
-        self.upstream = upstream
-        self.upstream_runs = tuple(f.task_run for f in upstream) if upstream else ()
-        self.future = future
+        self.upstream_runs = upstream_runs
+
+    # -- wire form --------------------------------------------------------------------
+
+    def to_wire(self) -> tuple[Any, ...]:
+        """The spec as a tuple: `(task, info, parameters, slotted, required, upstream)`,
+        where `info` and each of `upstream` are `TaskRunInfo.to_wire()` tuples."""
+        return (
+            self.task,
+            self.info.to_wire(),
+            self.parameters,
+            self.slotted,
+            self.required,
+            tuple(run.to_wire() for run in self.upstream_runs) if self.upstream_runs else (),
+        )
+
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...]) -> RunSpec:
+        """The spec that `to_wire()` gave `wire`.
+
+        Raises:
+            ValueError: `wire` is not a spec's wire tuple.
+        """
+        try:
+            task, info, parameters, slotted, required, upstream = wire
+        except (TypeError, ValueError):
+            raise ValueError(f"not the wire form of a RunSpec: {wire!r}") from None
+        return cls(
+            task,
+            TaskRunInfo.from_wire(info),
+            parameters,
+            tuple(slotted),
+            frozenset(required),
+            tuple(TaskRunInfo.from_wire(run) for run in upstream) if upstream else (),
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_remote_call, (self.task, self.info, self.parameters, self.slotted, self.required, self.upstream_runs))
+        return (_spec_from_wire, self.to_wire())
+
+    def with_task(self, task: Task[Any, Any]) -> RunSpec:
+        """The same run of another task, e.g. `spec.task.with_options(retries=n)`."""
+        return RunSpec(task, self.info, self.parameters, self.slotted, self.required, self.upstream_runs)
 
     # -- running ----------------------------------------------------------------------
-
-    def when_ready(self, fn: Callable[[TaskCall], object]) -> None:
-        """Call `fn(self)` once every upstream future is final (at once if there are none).
-
-        `fn` runs in the thread that finishes the last upstream run: keep it short
-        (hand the call to a queue or an executor).
-        """
-        upstream = self.upstream
-        if not upstream:
-            fn(self)
-            return
-        remaining = [len(upstream)]
-
-        def one_done(_: Future[Any]) -> None:
-            with _lock:
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if last:
-                fn(self)
-
-        for future in upstream:
-            future.add_done_callback(one_done)
-
-    def upstream_states(self) -> list[State[Any]]:
-        """The states of the upstream futures (all final once `when_ready` fired)."""
-        return [f._state for f in self.upstream]  # type: ignore[misc]
-
-    def run(self) -> None:
-        """Execute here, in this thread, and move the future to each state reached.
-
-        For runners that run tasks in this process, once `when_ready` has fired.
-        """
-        future = self.future
-        assert future is not None, "TaskCall.run() needs the local call, not a copy"
-        try:
-            state = self.execute(self.upstream_states(), future.set_state)
-        except BaseException as exc:  # a fault outside the task's code: never leave it open
-            state = self.crashed(f"the engine failed: {type(exc).__name__}: {exc}", exc)
-        future.set_state(state)
 
     def execute(
         self,
@@ -219,10 +243,11 @@ class TaskCall:
         Never raises: whatever happens ends as a final state.
 
         Args:
-            upstream_states: The final states of the upstream runs, in `upstream` order.
+            upstream_states: The final states of the upstream runs, in `upstream_runs`
+                order.
             on_running: Called with a RUNNING state as each attempt starts.
             runner: The (started) runner that `.submit()` and `.map()` reach from inside
-                the task. A runner that executes the call in another process passes one
+                the task. A runner that executes the spec in another process passes one
                 that works there (say, one attached to the same cluster); in this
                 process the runner of the submitting flow is already current.
         """
@@ -238,8 +263,8 @@ class TaskCall:
             _context.current_runner_var.reset(token)
 
     def inputs(self, upstream_states: Sequence[State[Any]]) -> dict[str, Any] | State[Any]:
-        """The arguments with upstream values in place, or the final state of a run
-        that cannot start because a required upstream did not complete."""
+        """The arguments with upstream values in place, or the final (FAILED) state of a
+        run that cannot start because a required upstream run did not complete."""
         for index in self.required:
             state = upstream_states[index]
             if state.type is not _COMPLETED:
@@ -264,23 +289,180 @@ class TaskCall:
         return State(StateType.FAILED, exception=error, name="UpstreamFailed")
 
     def crashed(self, reason: str, cause: BaseException | None = None) -> State[Any]:
-        """A CRASHED state for this run, for a runner that lost it (`reason` says how)."""
+        """A CRASHED state for this run, for a runner that lost it (`reason` says how).
+
+        The state's exception is a `TaskRunCrashed` that names the run, with `cause`
+        as its `__cause__`.
+        """
         error = TaskRunCrashed(f"task run {self.info.name!r} crashed: {reason}")
         error.__cause__ = cause
         return State(StateType.CRASHED, exception=error)
 
+    def __repr__(self) -> str:
+        return f"RunSpec({self.info.name!r})"
 
-def _remote_call(
-    task: Task[Any, Any],
-    info: TaskRunInfo,
-    parameters: dict[str, Any],
-    slotted: tuple[str, ...],
-    required: frozenset[int],
-    upstream_runs: tuple[TaskRunInfo, ...],
-) -> TaskCall:
-    call = TaskCall(task, info, parameters, slotted, required)
-    call.upstream_runs = upstream_runs
-    return call
+
+def _spec_from_wire(*wire: Any) -> RunSpec:
+    return RunSpec.from_wire(wire)
+
+
+class PreparedRun:
+    """One run handed to a runner, in the flow's process: its spec, future and upstreams.
+
+    Made by `TaskRunner.prepare`; it never leaves the process (ship `spec` instead).
+    Its future is always there. The methods that move the future are safe to call
+    from any thread and never fail on a run that is final already (an interrupt may
+    have crashed it meanwhile): they return whether they changed it.
+
+    Attributes:
+        spec: The picklable `RunSpec` to ship and execute.
+        future: The run's `Future`.
+        upstream: The distinct upstream futures (from the arguments, then `wait_for`),
+            in the order `spec.execute` expects their states.
+        losses: How many times the run was lost with its worker (see `count_loss`).
+    """
+
+    __slots__ = ("spec", "future", "upstream", "losses")
+
+    def __init__(self, spec: RunSpec, future: Future[Any], upstream: tuple[Future[Any], ...] = ()) -> None:
+        self.spec = spec
+        self.future = future
+        self.upstream = upstream
+        self.losses = 0
+
+    @property
+    def task(self) -> Task[Any, Any]:
+        """The task of the run (`spec.task`)."""
+        return self.spec.task
+
+    @property
+    def info(self) -> TaskRunInfo:
+        """The run's `TaskRunInfo` (`spec.info`, the same object as `future.task_run`)."""
+        return self.spec.info
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"a PreparedRun ({self.info.name!r}) stays in the flow's process: ship its "
+            "`spec` (a RunSpec) to workers and keep the PreparedRun to finish its future"
+        )
+
+    # -- upstream runs ----------------------------------------------------------------
+
+    def when_ready(self, fn: Callable[[PreparedRun], object]) -> None:
+        """Call `fn(self)` once every upstream future is final (at once if there are none).
+
+        `fn` runs in the thread that finishes the last upstream run: keep it short
+        (hand the run to a queue or an executor).
+        """
+        upstream = self.upstream
+        if not upstream:
+            fn(self)
+            return
+        remaining = [len(upstream)]
+
+        def one_done(_: Future[Any]) -> None:
+            with _lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                fn(self)
+
+        for future in upstream:
+            future.add_done_callback(one_done)
+
+    def upstream_states(self) -> list[State[Any]]:
+        """The states of the upstream futures (all final once `when_ready` fired),
+        read with `Future.peek`."""
+        return [f.peek() for f in self.upstream]
+
+    def native_upstreams(self, runner: TaskRunner) -> tuple[Any, ...] | None:
+        """The upstream runs as the engine can take them now, or `None` to wait.
+
+        For runners whose engine passes results between its own tasks (Dask, Ray).
+        Each upstream run of `runner` becomes its `future.native` handle (or its final
+        state, if it ended other than COMPLETED: that state says all). If an upstream
+        run belongs to another runner, or has no native handle yet, the answer is
+        `None`: wait with `when_ready`, then use `final_upstreams`.
+        """
+        args: list[Any] = []
+        for future in self.upstream:
+            if future.owner is not runner:
+                return None
+            state = future._state
+            if state is not None and state.type in _NOT_COMPLETED_FINAL:
+                args.append(state)
+                continue
+            native = future.native
+            if native is None:
+                return None
+            args.append(native)
+        return tuple(args)
+
+    def final_upstreams(
+        self, runner: TaskRunner, usable: Callable[[Any], bool] | None = None
+    ) -> tuple[Any, ...]:
+        """The upstream runs once all are final: the native handle of each COMPLETED run
+        of `runner` (if `usable(native)` says the engine still has its value), else
+        the run's final state."""
+        args: list[Any] = []
+        for future in self.upstream:
+            state = future.peek()
+            native = future.native
+            if (
+                future.owner is runner
+                and native is not None
+                and state.type is _COMPLETED
+                and (usable is None or usable(native))
+            ):
+                args.append(native)
+            else:
+                args.append(state)
+        return tuple(args)
+
+    # -- moving the future ------------------------------------------------------------
+
+    def set_state(self, state: State[Any]) -> bool:
+        """Move the future to `state` unless the run is final already; returns whether it moved."""
+        try:
+            self.future.set_state(state)
+        except RuntimeError:
+            if not self.future.done():  # pragma: no cover - set_state raises only when final
+                raise
+            return False
+        return True
+
+    def crash(self, reason: str, cause: BaseException | None = None) -> bool:
+        """End the run CRASHED (`spec.crashed(reason, cause)`) unless it is final already."""
+        if self.future.done():
+            return False
+        return self.set_state(self.spec.crashed(reason, cause))
+
+    def count_loss(self) -> bool:
+        """Count one loss of the run with its worker, as an attempt; return whether the
+        task's retries allow running it again.
+
+        The one rule for lost workers, the same on every runner: a run lost while it
+        executed uses up one of its task's retries, and crashes once none is left.
+        """
+        self.losses += 1
+        return self.losses <= self.spec.task.retries
+
+    def run_here(self) -> None:
+        """Execute in this thread and move the future to each state reached.
+
+        For runners that run tasks in this process, once `when_ready` has fired.
+        """
+        try:
+            state = self.spec.execute(self.upstream_states(), self.set_state)
+        except BaseException as exc:  # a fault outside the task's code: never leave it open
+            state = self.spec.crashed(f"the engine failed: {type(exc).__name__}: {exc}", exc)
+        self.set_state(state)
+
+    def __repr__(self) -> str:
+        return f"<PreparedRun {self.info.name!r}>"
+
+
+_NOT_COMPLETED_FINAL = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 
 def run_attempts(

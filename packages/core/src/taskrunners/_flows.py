@@ -41,7 +41,9 @@ def resolve_runner(spec: RunnerSpec) -> TaskRunner:
         DefinitionError: `spec` is none of the above.
     """
     if spec is None:
-        spec = os.environ.get(RUNNER_ENV) or DEFAULT_RUNNER
+        spec = os.environ.get(RUNNER_ENV)
+        if not spec:
+            return _default_runner()
     if isinstance(spec, str):
         from .plugins import load_runner
 
@@ -54,6 +56,42 @@ def resolve_runner(spec: RunnerSpec) -> TaskRunner:
         f"task_runner must be a TaskRunner instance, a TaskRunner subclass or a runner "
         f"name such as 'threads'; got {spec!r}"
     )
+
+
+def _default_runner() -> TaskRunner:
+    """The `"threads"` runner, or, where only the core is installed, a runner that
+    refuses `.submit()` and `.map()` with the package to install (a flow that calls
+    its tasks directly still runs)."""
+    from ._errors import RunnerLookupError
+    from .plugins import load_runner
+
+    try:
+        runner_class = load_runner(DEFAULT_RUNNER)
+    except RunnerLookupError:
+        return _MissingRunner()
+    return runner_class()
+
+
+class _MissingRunner(TaskRunner):
+    """Stands in for the default runner when no runner package is installed."""
+
+    def duplicate(self) -> _MissingRunner:
+        return _MissingRunner()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _MissingRunner
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Future[Any]:
+        from ._errors import RunnerLookupError
+
+        raise RunnerLookupError(
+            f"task {task.name!r}: .submit() and .map() hand runs to a task runner, and none is "
+            f"installed (only taskrunners-core is). Install the default one with "
+            f"`pip install taskrunners-threads` (or `pip install taskrunners`), give the flow a "
+            f"task_runner=..., or call the task directly ({task.name}(...)) to run it here."
+        )
 
 
 def _check_spec(name: str, spec: Any) -> None:

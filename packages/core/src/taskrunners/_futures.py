@@ -23,6 +23,7 @@ from ._states import _FINAL, _NOT_OK, State, StateType
 
 if TYPE_CHECKING:
     from ._engine import TaskRunInfo
+    from ._runner import TaskRunner
 
 __all__ = ["DoneAndNotDone", "Future", "FutureList", "as_completed", "wait"]
 
@@ -149,7 +150,7 @@ class Future(Generic[R]):
 
     __slots__ = ("task_run", "native", "_state", "_waiters", "_callbacks", "_owner", "_observed", "__weakref__")
 
-    def __init__(self, task_run: TaskRunInfo, owner: Any = None) -> None:
+    def __init__(self, task_run: TaskRunInfo, owner: TaskRunner | None = None) -> None:
         self.task_run = task_run
         self.native: Any = None
         self._state: State[R] | None = None
@@ -164,6 +165,16 @@ class Future(Generic[R]):
     def state(self) -> State[R]:
         """The run's current state: a local read, no I/O."""
         self._observed = True
+        state = self._state
+        return state if state is not None else State(StateType.PENDING, timestamp=self.task_run.created)
+
+    def peek(self) -> State[R]:
+        """The run's current state, without marking the run as looked at.
+
+        For runner implementations and tools: reading `state` or `result()` tells the
+        runner that someone saw the outcome, so a failure is not reported as
+        unobserved at the end of the flow; `peek()` leaves that as it is.
+        """
         state = self._state
         return state if state is not None else State(StateType.PENDING, timestamp=self.task_run.created)
 
@@ -284,8 +295,12 @@ class Future(Generic[R]):
                 _invoke(fn, self)
 
     @property
-    def owner(self) -> Any:
-        """The runner the run was handed to (`None` for a run made outside runners)."""
+    def owner(self) -> TaskRunner | None:
+        """The runner the run was handed to (`None` for a run made outside runners).
+
+        A runner compares it with itself to tell its own runs (whose `native` handles
+        its engine understands) from another runner's.
+        """
         return self._owner
 
     def __repr__(self) -> str:

@@ -1,26 +1,27 @@
 """`TaskRunner`: the abstract base that every runner plugin implements.
 
 A runner decides *where* task runs execute; the core decides *what* a run does (the
-engine in `TaskCall.execute`). A plugin implements:
+engine in `RunSpec.execute`). A plugin implements:
 
 - `duplicate()`: a fresh, unstarted runner with the same configuration. Each flow run
   works on its own duplicate.
-- `__enter__` / `__exit__`: start and stop its resources. Call `super()` first in
-  `__enter__` and first in `__exit__`: the base guards the lifecycle, and its
-  `__exit__` waits until every run handed to the runner is final.
-- `submit(task, parameters, wait_for)`: call `self.prepare(...)` to get a `TaskCall`
-  whose future it returns, and arrange for `call.execute(upstream_states)` to run once
-  the upstream runs are final, then `call.future.set_state(final_state)`.
-- `map(task, parameter_sets, wait_for)` optionally: the default calls `submit` per run.
+- `start()` and `shutdown(interrupted)`: acquire and release its resources. The base
+  owns `__enter__` and `__exit__`: it guards the lifecycle, calls `start()` (and rolls
+  the runner back to unstarted if it raises), waits in `__exit__` until every run
+  handed to the runner is final, then calls `shutdown()`.
+- `submit(task, parameters, wait_for)`: call `self.prepare(...)` to get a
+  `PreparedRun`, arrange for `run.spec.execute(upstream_states)` to run once the
+  upstream runs are final, then `run.set_state(final_state)`; return `run.future`.
+- optionally `map(task, parameter_sets, wait_for)` (the default calls `submit` per
+  run) and `take_back_unstarted()` (the runs an interrupt may crash before they start).
 
-Native dependencies: `call.upstream` lists the upstream futures in the order `execute`
+Native dependencies: `run.upstream` lists the upstream futures in the order `execute`
 expects their states. A runner whose engine passes results between its own tasks
-(Dask, Ray) stores its engine's handle in `Future.native` and, for the upstream
-futures it owns (`future.owner is self`), hands those handles to its engine in place
-of states: the engine resolves them on the worker to the upstream's final `State`
-(the value its remote `execute` returned), and data moves worker to worker. Upstream
-futures of other runners (a parent flow's, say) are waited for locally and their
-`state` passed instead.
+(Dask, Ray) stores its engine's handle in `Future.native`, and asks
+`run.native_upstreams(self)` for the handles to give its engine in place of states:
+the engine resolves them on the worker to the upstream's final `State`, and data
+moves worker to worker. Upstream runs of other runners (a parent flow's, say) are
+waited for locally (`when_ready`) and their states passed instead (`final_upstreams`).
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _context
-from ._engine import TaskCall, TaskRunInfo
+from ._engine import PreparedRun, RunSpec, TaskRunInfo
 from ._errors import DependencyError, RunnerLifecycleError, UnobservedFailureWarning
 from ._futures import Future, FutureList
 from ._states import _NOT_OK, State
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    from types import FrameType, TracebackType
 
     from ._tasks import Task
 
@@ -126,6 +127,35 @@ class TaskRunner(abc.ABC):
         """
         return FutureList(self.submit(task, parameters, wait_for) for parameters in parameter_sets)
 
+    def start(self) -> None:
+        """Acquire the runner's resources (a pool, a cluster, a client). Hook for
+        implementations, called by `__enter__`; the default does nothing.
+
+        If it raises, the runner is back to unstarted (it may be entered again), and
+        `shutdown` is not called: release what `start` acquired before raising.
+        """
+
+    def shutdown(self, interrupted: bool) -> None:
+        """Release the runner's resources. Hook for implementations, called by
+        `__exit__` once every run handed to the runner is final; the default does
+        nothing.
+
+        Args:
+            interrupted: An interrupt (`KeyboardInterrupt`, `SystemExit`) is unwinding:
+                do not wait for anything more. Runs still open after `shutdown`
+                returns end CRASHED.
+        """
+
+    def take_back_unstarted(self) -> Iterable[PreparedRun]:
+        """Withdraw the runs handed over that have not started; hook for implementations.
+
+        Called when an interrupt unwinds through the runner's `with` block: the base
+        crashes the runs returned, and waits for the others. The default withdraws
+        nothing. A runner with a queue of its own returns what it removed from it; a
+        runner whose engine can cancel runs cancels them there and returns them.
+        """
+        return ()
+
     # -- lifecycle --------------------------------------------------------------------
 
     def __enter__(self: Self) -> Self:
@@ -134,12 +164,17 @@ class TaskRunner(abc.ABC):
                 f"{type(self).__name__} is already started; use runner.duplicate() for "
                 "another one"
             )
-        self._started = True
-        self._open = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._runs: dict[int, PreparedRun] = {}
         self._failed: list[Future[Any]] = []
         self._idle_callbacks: list[Callable[[], object]] = []
+        self._started = True
+        try:
+            self.start()
+        except BaseException:
+            self._started = False
+            raise
         return self
 
     def __exit__(
@@ -148,35 +183,58 @@ class TaskRunner(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Wait until every run handed to this runner is final, then warn about
-        failed runs that nobody looked at (unless an interrupt is unwinding).
+        """Wait until every run handed to this runner is final, shut the runner down,
+        then warn about failed runs that nobody looked at.
 
-        When an interrupt (`KeyboardInterrupt`, `SystemExit`) is unwinding, the runs
-        that `take_back_unstarted()` returns end CRASHED first; runs already
-        executing are waited for.
+        When an interrupt (`KeyboardInterrupt`, `SystemExit`) is unwinding, or arrives
+        while waiting, the runs that `take_back_unstarted()` returns end CRASHED, and
+        so does every run still open once `shutdown(interrupted=True)` returns.
         """
-        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
-            for call in self.take_back_unstarted():
-                call.future.set_state(call.crashed(f"the flow was interrupted by {exc_type.__name__}"))  # type: ignore[union-attr]
+        interrupted = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
         try:
-            self.wait_idle()
+            if interrupted:
+                assert exc_type is not None
+                self._crash_unstarted(f"the flow was interrupted by {exc_type.__name__}")
+            try:
+                self.wait_idle()
+            except BaseException as waiting:
+                interrupted = True
+                self._crash_unstarted(f"the flow was interrupted by {type(waiting).__name__}")
+                raise
         finally:
-            self._started = False
+            try:
+                self.shutdown(interrupted)
+            finally:
+                if interrupted:
+                    self.abandon("the flow was interrupted before the run finished")
+                self._started = False
         if exc_type is None or issubclass(exc_type, Exception):
             self._warn_unobserved()
 
-    def take_back_unstarted(self) -> Iterable[TaskCall]:
-        """Take back the runs handed over that have not started (an interrupt crashes them).
+    def _crash_unstarted(self, reason: str) -> None:
+        for run in self.take_back_unstarted():
+            run.crash(reason)
 
-        Called by `__exit__` when an interrupt is unwinding. The default takes back
-        nothing; a runner with a queue of its own returns what it removed from it.
+    def abandon(self, reason: str, cause: BaseException | None = None) -> int:
+        """End every open run of this runner CRASHED, for `reason`; returns how many.
+
+        For implementations: the one way to give up on runs the runner can no longer
+        finish (its cluster went away, its pool broke). The base calls it for the runs
+        still open after an interrupted `shutdown`.
         """
-        return ()
+        with self._lock:
+            runs = list(self._runs.values())
+        return sum(run.crash(reason, cause) for run in runs)
+
+    def open_runs(self) -> list[PreparedRun]:
+        """The runs handed to this runner that are not final yet (for implementations)."""
+        with self._lock:
+            return list(self._runs.values())
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every run handed to this runner is final. Returns whether it is."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._open == 0, timeout)
+            return self._idle.wait_for(lambda: not self._runs, timeout)
 
     @property
     def started(self) -> bool:
@@ -190,8 +248,8 @@ class TaskRunner(abc.ABC):
         task: Task[Any, Any],
         parameters: dict[str, Any],
         wait_for: Iterable[Any] | None = None,
-    ) -> TaskCall:
-        """Make the `TaskCall` and the future for one run, counted as open until final.
+    ) -> PreparedRun:
+        """Make the `PreparedRun` (spec and future) of one run, counted as open until final.
 
         Raises:
             RunnerLifecycleError: The runner is not started.
@@ -202,24 +260,26 @@ class TaskRunner(abc.ABC):
                 f"{type(self).__name__} is not started: a runner accepts runs only inside "
                 "its `with` block. Use it as a flow's task_runner, or `with runner: ...`."
             )
-        future: Future[Any] = Future(TaskRunInfo(task.name, task.tags), self)
-        call = task._prepare(parameters, wait_for, future)
-        if call.upstream:
-            _refuse_self_dependency(call)
+        info = TaskRunInfo(task.name, task.tags)
+        spec, upstream = task._prepare(parameters, wait_for, info)
+        if upstream:
+            _refuse_self_dependency(spec, upstream)
+        run = PreparedRun(spec, Future(info, self), upstream)
         with self._lock:
-            self._open += 1
-        collector = getattr(_context._thread, "prepared", None)
+            self._runs[info.number] = run
+        collector = _context.collector()
         if collector is not None:
-            collector.append(call)
-        return call
+            collector.append(run)
+        return run
 
     def _run_final(self, future: Future[Any], state: State[Any]) -> None:
         """Called by `Future.set_state` when one of this runner's runs becomes final."""
         with self._lock:
             if state.type in _NOT_OK:
                 self._failed.append(future)
-            self._open -= 1
-            if self._open:
+            runs = self._runs
+            runs.pop(future.task_run.number, None)
+            if runs:
                 return
             self._idle.notify_all()
             callbacks, self._idle_callbacks = self._idle_callbacks, []
@@ -229,7 +289,7 @@ class TaskRunner(abc.ABC):
     def _when_idle(self, fn: Callable[[], object]) -> None:
         """Call `fn()` once no run is open (at once if none is); for async flows."""
         with self._lock:
-            if self._open:
+            if self._runs:
                 self._idle_callbacks.append(fn)
                 return
         fn()
@@ -240,8 +300,7 @@ class TaskRunner(abc.ABC):
         if not failed:
             return
         named = ", ".join(
-            f"{f.task_run.name!r} ({f._state.name}: {f._state.exception!r})"  # type: ignore[union-attr]
-            for f in failed[:_NAMED_IN_WARNING]
+            f"{f.task_run.name!r} ({f.peek().name}: {f.peek().exception!r})" for f in failed[:_NAMED_IN_WARNING]
         )
         more = f" and {len(failed) - _NAMED_IN_WARNING} more" if len(failed) > _NAMED_IN_WARNING else ""
         warnings.warn(
@@ -257,24 +316,22 @@ def _caller_stacklevel() -> int:
     """The `stacklevel` that points a warning at the first frame outside taskrunners."""
     import sys
 
-    frame = sys._getframe(2)  # the caller of warnings.warn's caller
+    frame: FrameType | None = sys._getframe(2)  # the caller of warnings.warn's caller
     level = 2
     while frame is not None and frame.f_globals.get("__name__", "").startswith("taskrunners"):
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
         level += 1
     return level
 
 
-def _refuse_self_dependency(call: TaskCall) -> None:
-    from ._context import current_task_run_var
-
-    current = current_task_run_var.get()
+def _refuse_self_dependency(spec: RunSpec, upstream: tuple[Future[Any], ...]) -> None:
+    current = _context.current_task_run_var.get()
     if current is None:
         return
-    for future in call.upstream:
+    for future in upstream:
         if future.task_run is current:
             raise DependencyError(
-                f"task run {call.info.name!r} would wait for {current.name!r}, the run that "
+                f"task run {spec.info.name!r} would wait for {current.name!r}, the run that "
                 "submits it, so it could start only after that run ends. Submit it from "
                 "outside the task, or drop the dependency."
             )

@@ -15,12 +15,14 @@ FAILED, CRASHED and CANCELLED are final: a run never leaves them.
 from __future__ import annotations
 
 import enum
+import threading
 import time
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ._errors import TaskRunnersError
 
-__all__ = ["State", "StateType"]
+__all__ = ["DeferredState", "State", "StateFields", "StateType"]
 
 R = TypeVar("R")
 
@@ -47,6 +49,25 @@ class StateType(enum.Enum):
 _FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 _NOT_OK = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 _TITLES = {member: member.value.title() for member in StateType}
+
+
+class StateFields(NamedTuple):
+    """Every field of a `State`, as plain values: what `State.fields()` returns and
+    `State.from_fields()` takes.
+
+    It is also a state's wire form: a `State` pickles as these eight values (the
+    `StateType` as its string value), so a runner whose engine has its own serializer
+    can send states as tuples of builtins.
+    """
+
+    type: StateType
+    name: str
+    message: str
+    timestamp: float
+    attempt: int
+    started: float | None
+    data: Any
+    exception: BaseException | None
 
 
 class State(Generic[R]):
@@ -146,6 +167,52 @@ class State(Generic[R]):
             "wait for its future (future.result()) instead of reading a state snapshot"
         )
 
+    # -- fields, for runner implementations -------------------------------------------
+
+    def fields(self) -> StateFields:
+        """Every field of the state, the value included (a `DeferredState` loads it).
+
+        Raises:
+            TaskRunnersError: A `DeferredState` whose value cannot be fetched.
+        """
+        return StateFields(
+            self.type,
+            self.name,
+            self.message,
+            self.timestamp,
+            self.attempt,
+            self.started,
+            self._data if self.type is StateType.COMPLETED else None,
+            self._exception,
+        )
+
+    @classmethod
+    def from_fields(cls, fields: StateFields | tuple[Any, ...]) -> State[Any]:
+        """A plain `State` with these fields (the inverse of `fields()`).
+
+        `type` may be a `StateType` or its string value (the wire form).
+
+        Raises:
+            ValueError: `type` names no `StateType`.
+        """
+        kind, name, message, timestamp, attempt, started, data, exception = fields
+        if type(kind) is not StateType:
+            kind = StateType(kind)
+        state: State[Any] = object.__new__(State)
+        state.type = kind
+        state.name = name
+        state.message = message
+        state.timestamp = timestamp
+        state.attempt = attempt
+        state.started = started
+        state._data = data
+        state._exception = exception
+        return state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = self.fields()
+        return (_state_from_wire, (fields[0].value, *fields[1:]))
+
     def __repr__(self) -> str:
         if self.type is StateType.COMPLETED:
             detail = f"result={_short_repr(self._data)}"
@@ -156,6 +223,108 @@ class State(Generic[R]):
         if self.message:
             detail = f"{detail}, message={self.message!r}" if detail else f"message={self.message!r}"
         return f"{self.name}({detail})"
+
+
+def _state_from_wire(*fields: Any) -> State[Any]:
+    return State.from_fields(fields)
+
+
+class DeferredState(State[R]):
+    """A final state whose value stays elsewhere (on a cluster) until someone reads it.
+
+    For runner implementations. A runner that learns that a run completed, without its
+    value, makes a `DeferredState` with the engine's handle on the value and a `fetch`
+    callable; the first `result()` calls `fetch()`, which returns the run's full final
+    state, and keeps its value (and `attempt` and `started`, which only the worker knew
+    exactly). A runner may also bring many values at once, before its cluster goes,
+    with `fill()`. Only COMPLETED states are deferred: a failure carries its exception.
+
+    Pickling a deferred state fetches the value and sends a plain `State`.
+
+    Args:
+        fetch: Returns the run's full final `State` from wherever it is; called at most
+            once, in whatever thread first needs the value.
+        handle: The engine's own handle on the value (a `distributed.Future`, a Ray
+            `ObjectRef`), kept for the runner in `handle` until the value is here.
+        attempt, started, timestamp, name, message: As for `State`.
+    """
+
+    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle")
+
+    def __init__(
+        self,
+        fetch: Callable[[], State[R]],
+        *,
+        handle: Any = None,
+        name: str | None = None,
+        message: str = "",
+        attempt: int = 0,
+        started: float | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        super().__init__(
+            StateType.COMPLETED,
+            name=name,
+            message=message,
+            attempt=attempt,
+            started=started,
+            timestamp=timestamp,
+        )
+        self._fetch: Callable[[], State[R]] | None = fetch
+        self._fetch_lock = threading.Lock()
+        self.handle = handle
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the value is in this process."""
+        return self._fetch is None
+
+    def load(self) -> None:
+        """Bring the value here (once; later calls return at once).
+
+        Raises:
+            TaskRunnersError: `fetch` failed; the message says why and the original
+                error is its `__cause__`.
+        """
+        if self._fetch is None:
+            return
+        with self._fetch_lock:
+            fetch = self._fetch
+            if fetch is None:
+                return
+            try:
+                full = fetch()
+            except Exception as exc:
+                raise TaskRunnersError(
+                    f"the value of this run stayed where it ran and cannot be fetched now "
+                    f"({type(exc).__name__}: {exc}). Read results while the flow runs, or keep "
+                    "its futures until the flow ends: the runner brings held values home then."
+                ) from exc
+            self.fill(full)
+
+    def fill(self, full: State[R]) -> None:
+        """Take the value (and `attempt`, `started`) from `full`, the run's whole final
+        state; for a runner that fetched many values at once."""
+        self._data = full._data
+        self.attempt = full.attempt
+        self.started = full.started
+        self._fetch = None
+        self.handle = None
+
+    def result(self, raise_on_failure: bool = True) -> R:
+        if self._fetch is not None:
+            self.load()
+        return self._data
+
+    def fields(self) -> StateFields:
+        if self._fetch is not None:
+            self.load()
+        return super().fields()
+
+    def __repr__(self) -> str:
+        if self._fetch is not None:
+            return f"{self.name}(result=<not fetched yet>)"
+        return super().__repr__()
 
 
 def fast_state(

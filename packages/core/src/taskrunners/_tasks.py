@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._engine import (
-    TaskCall,
+    RunSpec,
     TaskRunInfo,
     call_in_thread,
     run_attempts_async,
@@ -155,19 +156,19 @@ class Task(Generic[P, R]):
         return _outcome(state, return_state)
 
     def _run_here(self, parameters: dict[str, Any], wait_for: Any) -> State[Any]:
-        call = self._prepare(parameters, wait_for, None)
-        if call.upstream:
-            wait(call.upstream)
-        return call.execute(call.upstream_states())
+        spec, upstream = self._prepare(parameters, wait_for, TaskRunInfo(self.name, self.tags))
+        if upstream:
+            wait(upstream)
+        return spec.execute([future.peek() for future in upstream])
 
     async def _call_async(self, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
-        call = self._prepare(parameters, wait_for, None)
-        for future in call.upstream:
+        spec, upstream = self._prepare(parameters, wait_for, TaskRunInfo(self.name, self.tags))
+        for future in upstream:
             await _await_final(future)
-        inputs = call.inputs(call.upstream_states())
+        inputs = spec.inputs([future.peek() for future in upstream])
         if isinstance(inputs, State):
             return _outcome(inputs, return_state)
-        return _outcome(await run_attempts_async(self, call.info, inputs), return_state)
+        return _outcome(await run_attempts_async(self, spec.info, inputs), return_state)
 
     # -- handing runs to the flow's runner --------------------------------------------
 
@@ -231,8 +232,11 @@ class Task(Generic[P, R]):
 
     # -- internals --------------------------------------------------------------------
 
-    def _prepare(self, parameters: dict[str, Any], wait_for: Any, future: Future[Any] | None) -> TaskCall:
-        """A `TaskCall` for `parameters`, with futures found in them and in `wait_for`."""
+    def _prepare(
+        self, parameters: dict[str, Any], wait_for: Any, info: TaskRunInfo
+    ) -> tuple[RunSpec, tuple[Future[Any], ...]]:
+        """The `RunSpec` for `parameters`, and the upstream futures found in them and
+        in `wait_for`."""
         extractor: Extractor | None = None
         slotted: list[str] = []
         template = parameters
@@ -251,20 +255,20 @@ class Task(Generic[P, R]):
             if extractor is None:
                 extractor = Extractor()
             extractor.visit(as_wait_list(wait_for))
-        info = future.task_run if future is not None else TaskRunInfo(self.name, self.tags)
         if extractor is None or not extractor.futures:
-            return TaskCall(self, info, parameters, future=future)
-        for upstream in extractor.futures:
-            upstream._observed = True  # the downstream run now answers for its failure
-        return TaskCall(
+            return RunSpec(self, info, parameters), ()
+        upstream = tuple(extractor.futures)
+        for future in upstream:
+            future._observed = True  # the downstream run now answers for its failure
+        spec = RunSpec(
             self,
             info,
             template,
             tuple(slotted),
             frozenset(extractor.required),
-            tuple(extractor.futures),
-            future,
+            tuple(f.task_run for f in upstream),
         )
+        return spec, upstream
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The arguments by parameter name, as the function would bind them."""
@@ -379,8 +383,7 @@ class Task(Generic[P, R]):
                 target = getattr(target, part, None)
             if target is self:
                 return qualname  # pickled by reference, like a module-level function
-        options = {key: getattr(self, key) for key in _OPTIONS}
-        return (_rebuild_task, (self.fn, options))
+        return _by_value(self)
 
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
@@ -389,11 +392,8 @@ class Task(Generic[P, R]):
 def _crash_prepared(runner: Any, error: BaseException) -> None:
     """A runner raised while handing runs over: end those it had prepared but not
     finished, so that nothing stays open (the flow would wait for it forever)."""
-    for call in _context.prepared_calls():
-        if not call.future.done():
-            call.future.set_state(
-                call.crashed(f"{type(runner).__name__} raised while accepting it: {error!r}", error)
-            )
+    for run in _context.prepared_calls():
+        run.crash(f"{type(runner).__name__} raised while accepting it: {error!r}", error)
 
 
 def as_wait_list(wait_for: Any) -> list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any]:
@@ -418,6 +418,52 @@ def _pickled_by_value(module_name: str) -> bool:
 
 def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:
     return Task(fn, **options)
+
+
+#: Tasks pickled by value in this process, as their bytes (made once per task).
+_BLOBS: weakref.WeakKeyDictionary[Task[Any, Any], bytes] = weakref.WeakKeyDictionary()
+#: Tasks loaded from bytes in this process (loaded once per worker process).
+_LOADED: dict[bytes, Task[Any, Any]] = {}
+_LOADED_MAX = 1024
+
+
+def _by_value(task: Task[Any, Any]) -> tuple[Any, ...]:
+    """The reduction of a task that another process cannot import: its function and
+    options as cloudpickle bytes, made once per task and loaded once per process, so
+    that shipping many runs of one task costs one pickle of its code."""
+    options = {key: getattr(task, key) for key in _OPTIONS}
+    cloudpickle = _cloudpickle()
+    if cloudpickle is None:  # the pickler at hand must handle the function (or say it cannot)
+        return (_rebuild_task, (task.fn, options))
+    blob = _BLOBS.get(task)
+    if blob is None:
+        blob = cloudpickle.dumps((task.fn, options), protocol=5)
+        _BLOBS[task] = blob
+    return (_load_task, (blob,))
+
+
+def _load_task(blob: bytes) -> Task[Any, Any]:
+    task = _LOADED.get(blob)
+    if task is None:
+        import pickle
+
+        fn, options = pickle.loads(blob)
+        task = Task(fn, **options)
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.clear()
+        _LOADED[blob] = task
+    return task
+
+
+def _cloudpickle() -> Any:
+    cloudpickle = sys.modules.get("cloudpickle")
+    if cloudpickle is not None:
+        return cloudpickle
+    try:
+        import cloudpickle  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        return None
+    return cloudpickle
 
 
 async def _await_final(future: Future[Any]) -> None:

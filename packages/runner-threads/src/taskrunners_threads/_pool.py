@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from taskrunners import _context, _engine
+from taskrunners.lowlevel import worker_thread
 
 Work = Callable[[], Any]
 
@@ -74,14 +74,12 @@ class LendingPool:
         thread.start()
 
     def _worker(self, work: Work | None) -> None:
-        _context.set_blocking_hook(self._blocked)
-        _engine.keep_thread_event_loop()
         try:
-            while work is not None:
-                work()
-                work = self._next()
+            with worker_thread(self._blocked):
+                while work is not None:
+                    work()
+                    work = self._next()
         finally:
-            _engine.close_thread_event_loop()
             with self._lock:
                 self._threads.discard(threading.current_thread())
 

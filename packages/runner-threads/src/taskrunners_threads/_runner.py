@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextvars
 import os
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
-from taskrunners import Capability, Future, Task, TaskCall, TaskRunner
+from taskrunners import Capability, Future, Task, TaskRunner
+from taskrunners.lowlevel import PreparedRun
 
 from ._pool import LendingPool
 
@@ -56,41 +56,28 @@ class ThreadPoolTaskRunner(TaskRunner):
         return type(self)(max_workers=self.max_workers)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if not isinstance(other, ThreadPoolTaskRunner) or type(other) is not type(self):
             return NotImplemented
-        return other.max_workers == self.max_workers  # type: ignore[attr-defined]
+        return other.max_workers == self.max_workers
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers!r})"
 
-    def __enter__(self) -> ThreadPoolTaskRunner:
-        super().__enter__()
+    def start(self) -> None:
         workers = self.max_workers or default_max_workers()
         self._pool = LendingPool(workers, thread_name_prefix=f"taskrunners-threads-{id(self):x}")
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pool = self._pool
-        assert pool is not None
-        try:
-            super().__exit__(exc_type, exc, tb)
-        except BaseException:
-            pool.shutdown(join=False)  # interrupted while waiting: do not wait again
-            raise
-        finally:
-            self._pool = None
-        pool.shutdown()
+    def shutdown(self, interrupted: bool) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(join=not interrupted)  # interrupted: do not wait again
 
-    def take_back_unstarted(self) -> list[TaskCall]:
-        assert self._pool is not None
-        return [work.call for work in self._pool.cancel_queued()]  # type: ignore[attr-defined]
+    def take_back_unstarted(self) -> list[PreparedRun]:
+        if self._pool is None:
+            return []
+        return [work.run for work in self._pool.cancel_queued() if isinstance(work, _Work)]
 
     def submit(
         self,
@@ -98,29 +85,28 @@ class ThreadPoolTaskRunner(TaskRunner):
         parameters: dict[str, Any],
         wait_for: Iterable[Any] | None = None,
     ) -> Future[Any]:
-        call = self.prepare(task, parameters, wait_for)
-        work = _Work(call, contextvars.copy_context())
-        if call.upstream:
-            call.when_ready(lambda _: self._dispatch(work))
+        run = self.prepare(task, parameters, wait_for)
+        work = _Work(run, contextvars.copy_context())
+        if run.upstream:
+            run.when_ready(lambda _: self._dispatch(work))
         else:
             self._dispatch(work)
-        return call.future  # type: ignore[return-value]
+        return run.future
 
     def _dispatch(self, work: _Work) -> None:
         pool = self._pool
         if pool is None or not pool.submit(work):
-            call = work.call
-            call.future.set_state(call.crashed("the runner shut down before the run could start"))  # type: ignore[union-attr]
+            work.run.crash("the runner shut down before the run could start")
 
 
 class _Work:
     """One run for the pool: the call, run inside the context captured at submit."""
 
-    __slots__ = ("call", "context")
+    __slots__ = ("context", "run")
 
-    def __init__(self, call: TaskCall, context: contextvars.Context) -> None:
-        self.call = call
+    def __init__(self, run: PreparedRun, context: contextvars.Context) -> None:
+        self.run = run
         self.context = context
 
     def __call__(self) -> None:
-        self.context.run(self.call.run)
+        self.context.run(self.run.run_here)

@@ -52,6 +52,8 @@ from taskrunners import (
     wait,
 )
 
+from taskrunners.lowlevel import current_runner
+
 from . import _tasks as t
 
 __all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
@@ -157,9 +159,7 @@ class TaskRunnerTests:
         seen = []
 
         def body() -> None:
-            from taskrunners._context import current_runner_var
-
-            seen.append(current_runner_var.get())
+            seen.append(current_runner())
 
         self.run_flow(task_runner, body)
         assert seen[0] is not task_runner and seen[0] == task_runner
@@ -564,17 +564,15 @@ class TaskRunnerTests:
         assert isinstance(error, t.ConformanceError) and failed
 
     def test_nested_flow_with_another_runner(self, task_runner: TaskRunner) -> None:
-        from taskrunners._context import current_runner_var
-
         runners = []
 
         @flow(task_runner="threads")
         def child(x: int) -> int:
-            runners.append(current_runner_var.get())
+            runners.append(current_runner())
             return t.add.submit(x, 1).result()
 
         def body() -> Any:
-            runners.append(current_runner_var.get())
+            runners.append(current_runner())
             before = t.add.submit(1, 1)
             inner = child(before.result())
             return t.add.submit(inner, 1).result()

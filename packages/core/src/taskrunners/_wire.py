@@ -1,0 +1,70 @@
+"""Pickling what a runner ships: specs of runs to workers, final states back.
+
+`dumps` uses the standard pickler where it is enough, which is the fast path: a
+`RunSpec`, a `TaskRunInfo` and a `State` reduce to flat tuples, and a task that
+another process can import goes by reference. It falls back to cloudpickle (by value)
+for what names `__main__`, a notebook or a closure, or what a module registered with
+`cloudpickle.register_pickle_by_value` holds. A task that must go by value is pickled
+once per process and loaded once per worker process, however many runs ship it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from typing import Any
+
+from ._errors import TaskRunnersError
+
+__all__ = ["dumps", "loads"]
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_MAIN = b"__main__"
+
+#: Unpickle what `dumps` made (the standard `pickle.loads`: cloudpickle's output loads with it).
+loads = pickle.loads
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle `obj` for another process that runs the same code.
+
+    Ship runs in batches by pickling a list of `RunSpec`s at once: what they share
+    (the task, its tags) is written once.
+
+    Raises:
+        TaskRunnersError: `obj` needs pickling by value and cloudpickle is not
+            installed (the message names the package), or neither pickler can
+            pickle it (the original error is the `__cause__`).
+    """
+    cloudpickle = sys.modules.get("cloudpickle")
+    if cloudpickle is None or not _registry(cloudpickle):
+        try:
+            data = pickle.dumps(obj, _PROTOCOL)
+        except Exception as exc:
+            first: Exception | None = exc
+        else:
+            if _MAIN not in data:
+                return data
+            first = None
+    else:
+        first = None
+    if cloudpickle is None:
+        try:
+            import cloudpickle  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            raise TaskRunnersError(
+                f"{type(obj).__name__} must be pickled by value (it holds code of __main__, a "
+                "notebook or a closure), and cloudpickle is not installed: pip install cloudpickle"
+            ) from first
+    try:
+        return bytes(cloudpickle.dumps(obj, _PROTOCOL))
+    except Exception as exc:
+        raise TaskRunnersError(f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
+
+
+def _registry(cloudpickle: Any) -> bool:
+    """Whether any module is registered with cloudpickle to be pickled by value."""
+    registry = getattr(getattr(cloudpickle, "cloudpickle", None), "_PICKLE_BY_VALUE_MODULES", None)
+    if registry is None:
+        return bool(cloudpickle.list_registry_pickle_by_value())
+    return bool(registry)
