@@ -6,6 +6,7 @@ The behaviour every runner shares is in `test_conformance.py`.
 import contextvars
 import multiprocessing
 import os
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 
@@ -196,3 +197,26 @@ def test_the_runner_is_registered_as_executor() -> None:
         return add.submit(20, 22)
 
     assert body() == 42
+
+
+def test_an_interrupt_crashes_the_runs_the_executor_has_not_started() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @task
+    def hold() -> str:
+        started.set()
+        assert release.wait(30)
+        return "held"
+
+    runner = ExecutorTaskRunner(partial(ThreadPoolExecutor, max_workers=1))
+    with pytest.raises(KeyboardInterrupt):
+        with runner:
+            held = runner.submit(hold, {})
+            assert started.wait(30)
+            queued = runner.submit(add, {"x": 1, "y": 2})  # behind `hold`, in the executor's queue
+            queued.add_done_callback(lambda _: release.set())  # crashing it lets `hold` finish
+            raise KeyboardInterrupt
+
+    assert held.result() == "held"  # a started run is waited for
+    assert queued.state.is_crashed() and queued.state.attempt == 0  # never started
+    assert "cancelled it before it started" in str(queued.state.exception)
