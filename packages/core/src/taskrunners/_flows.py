@@ -128,7 +128,7 @@ class Flow(Generic[P, R]):
         _check_spec(self.name, task_runner)
         self.task_runner = task_runner
         self.is_async = inspect.iscoroutinefunction(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def with_options(self, *, name: Any = _UNSET, task_runner: Any = _UNSET) -> Flow[P, R]:
         """A copy of this flow with its name or its task runner changed.

@@ -154,7 +154,8 @@ class State(Generic[R]):
             TaskRunnersError: The state is not final, so there is no result yet.
         """
         if self.type is StateType.COMPLETED:
-            return self._data
+            data: R = self._data
+            return data
         if self.type in _NOT_OK:
             exc = self._exception
             if exc is None:  # pragma: no cover - every non-completed final state has one
@@ -226,7 +227,8 @@ class State(Generic[R]):
 
 
 def _state_from_wire(*fields: Any) -> State[Any]:
-    return State.from_fields(fields)
+    state: State[Any] = State.from_fields(fields)
+    return state
 
 
 class DeferredState(State[R]):
@@ -314,7 +316,7 @@ class DeferredState(State[R]):
     def result(self, raise_on_failure: bool = True) -> R:
         if self._fetch is not None:
             self.load()
-        return self._data
+        return super().result(raise_on_failure)
 
     def fields(self) -> StateFields:
         if self._fetch is not None:
@@ -339,7 +341,7 @@ def fast_state(
 
     For the engine's hot path (a RUNNING state and a COMPLETED one per run).
     """
-    state = _new(State)
+    state: State[Any] = _new(State)
     state.type = type
     state.name = _TITLES[type]
     state.message = ""

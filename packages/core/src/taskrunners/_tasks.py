@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import sys
 import weakref
@@ -98,7 +99,7 @@ class Task(Generic[P, R]):
         self._required = frozenset(
             p.name for p in parameters if p.default is inspect.Parameter.empty and p.kind in _SIMPLE_KINDS
         )
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     # -- options ----------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class Task(Generic[P, R]):
         return_state = bool(kwargs.pop("return_state", False))
         parameters = self._bind(args, kwargs)
         if self.is_async and _loop_running():
-            return self._call_async(parameters, wait_for, return_state)  # type: ignore[return-value]
+            return self._call_async(parameters, wait_for, return_state)
         state = self._run_here(parameters, wait_for)
         return _outcome(state, return_state)
 
@@ -300,7 +301,7 @@ class Task(Generic[P, R]):
             args: tuple[Any, ...] = ()
             kwargs = parameters
         else:
-            bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type]
+            bound = inspect.BoundArguments(self._signature, parameters)
             args, kwargs = bound.args, bound.kwargs
         if self.is_async:
             return run_coroutine(fn(*args, **kwargs), self.timeout_seconds, info.name)
@@ -314,10 +315,10 @@ class Task(Generic[P, R]):
         if self._simple:
             coro = fn(**parameters)
         else:
-            bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type]
+            bound = inspect.BoundArguments(self._signature, parameters)
             coro = fn(*bound.args, **bound.kwargs)
         if self.timeout_seconds is None:
-            return await coro  # type: ignore[misc]
+            return await coro
         return await with_timeout(coro, self.timeout_seconds, info.name)
 
     def _expand(self, parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -370,11 +371,13 @@ class Task(Generic[P, R]):
         module = sys.modules.get(module_name)
         qualname = getattr(self, "__qualname__", "")
         # By reference when another process can import it; by value (the function,
-        # with cloudpickle) for tasks of __main__, a notebook, a closure, or a module
+        # with cloudpickle) for tasks of __main__, a notebook, a closure, a module made
+        # outside the import system (no __spec__: by exec, say), or a module
         # registered with cloudpickle.register_pickle_by_value.
         if (
             module is not None
             and module_name != "__main__"
+            and getattr(module, "__spec__", None) is not None
             and "<locals>" not in qualname
             and not _pickled_by_value(module_name)
         ):
@@ -460,10 +463,9 @@ def _cloudpickle() -> Any:
     if cloudpickle is not None:
         return cloudpickle
     try:
-        import cloudpickle  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        return importlib.import_module("cloudpickle")
     except ImportError:
         return None
-    return cloudpickle
 
 
 async def _await_final(future: Future[Any]) -> None:

@@ -10,6 +10,7 @@ once per process and loaded once per worker process, however many runs ship it.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import sys
 from typing import Any
@@ -37,20 +38,18 @@ def dumps(obj: Any) -> bytes:
             pickle it (the original error is the `__cause__`).
     """
     cloudpickle = sys.modules.get("cloudpickle")
+    first: Exception | None = None
     if cloudpickle is None or not _registry(cloudpickle):
         try:
             data = pickle.dumps(obj, _PROTOCOL)
         except Exception as exc:
-            first: Exception | None = exc
+            first = exc
         else:
             if _MAIN not in data:
                 return data
-            first = None
-    else:
-        first = None
     if cloudpickle is None:
         try:
-            import cloudpickle  # type: ignore[import-not-found,import-untyped,unused-ignore]
+            cloudpickle = importlib.import_module("cloudpickle")
         except ImportError:
             raise TaskRunnersError(
                 f"{type(obj).__name__} must be pickled by value (it holds code of __main__, a "

@@ -569,7 +569,7 @@ class TaskRunnerTests:
         @flow(task_runner="threads")
         def child(x: int) -> int:
             runners.append(current_runner())
-            return t.add.submit(x, 1).result()
+            return int(t.add.submit(x, 1).result())
 
         def body() -> Any:
             runners.append(current_runner())
