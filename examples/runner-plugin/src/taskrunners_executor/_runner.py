@@ -6,7 +6,7 @@ import contextvars
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures import Future as ExecutorFuture
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from taskrunners import Future, State, Task, TaskRunner
 from taskrunners.lowlevel import PreparedRun, RunSpec, dumps, loads
@@ -21,34 +21,24 @@ class Submits(Protocol):
 
 
 #: An executor to share, or a callable that makes a fresh one per flow run.
-ExecutorOrFactory = Union[Submits, Callable[[], Executor]]
+ExecutorOrFactory = Submits | Callable[[], Executor]
 
 
 class ExecutorTaskRunner(TaskRunner):
     """Runs task runs on a `concurrent.futures.Executor`: threads, processes, loky, MPI...
 
     Args:
-        executor: Where the runs go, in one of two forms:
+        executor: A **factory**, a callable that returns a new executor (such as the
+            class `ThreadPoolExecutor`, the default, or `partial(ProcessPoolExecutor, 4)`):
+            each flow run makes one and shuts it down. Or an **instance**, anything with
+            a `submit` method that is not a class: shared by every flow run and every
+            `duplicate()`, and never shut down by the runner.
 
-            - a **factory**: a callable that returns a new executor, such as the class
-              `ThreadPoolExecutor` or `functools.partial(ProcessPoolExecutor, 4)`. Each
-              flow run calls it when it starts and shuts that executor down when it
-              ends: the runner owns it.
-            - an **instance**: an executor that you made. Every flow run using the
-              runner (and every `duplicate()`) shares it, and the runner never shuts
-              it down: you do.
-
-            An object with a `submit` method that is not a class is an instance; any
-            other callable is a factory. The default is the factory
-            `ThreadPoolExecutor`.
-
-    With a `ThreadPoolExecutor`, runs execute in this process: they see the context
-    variables of the code that submitted them, and tasks can submit tasks. With any
-    other executor, a run's spec travels to the worker pickled by
-    `taskrunners.lowlevel.dumps` (so tasks defined in `__main__`, a notebook or a
-    function work), upstream states and results go through the executor's own
-    serializer, and a task cannot submit tasks. A task that waits for runs it
-    submitted holds its worker meanwhile: size a pool for that.
+    With a `ThreadPoolExecutor`, runs execute in this process, in the context of the
+    code that submitted them, and tasks can submit tasks. With any other executor, a
+    run's spec travels pickled by `taskrunners.lowlevel.dumps` (tasks from `__main__`
+    work), states go through the executor's serializer, and tasks cannot submit tasks.
+    A task that waits for runs it submitted holds its worker meanwhile.
 
     Raises:
         TypeError: `executor` is neither an executor nor a callable.
