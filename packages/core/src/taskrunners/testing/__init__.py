@@ -10,6 +10,10 @@ Subclass `TaskRunnerTests` in a test module and provide its `task_runner` fixtur
         def task_runner(self):
             return MyTaskRunner()
 
+`taskrunners.testing.tasks` holds the suite's tasks (module-level, so that runners
+that ship tasks pickle them by reference; they order runs through files, never sleeps),
+for a runner's own tests and benchmarks.
+
 This package imports pytest; `import taskrunners` never imports it.
 
 Attributes:
@@ -17,8 +21,9 @@ Attributes:
         passes, e.g. "passes taskrunners.testing 1".
 """
 
+from . import tasks
 from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
 
 SUITE_VERSION = "1"
 
-__all__ = ["SUITE_VERSION", "Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
+__all__ = ["SUITE_VERSION", "Capability", "TaskRunnerTests", "requires", "run_with_deadline", "tasks"]

@@ -15,7 +15,7 @@ A runner's test module subclasses `TaskRunnerTests` and provides one fixture,
 Every test runs flows on duplicates of that runner, with a hard deadline, so a broken
 runner fails instead of hanging. The suite assumes the runner can execute at least two
 runs at the same time (a pool of two workers is enough). Tasks synchronise through signal files (see
-`_tasks`), never through sleeps, so the tests hold for threads, processes and
+`tasks`), never through sleeps, so the tests hold for threads, processes and
 clusters on this machine alike.
 """
 
@@ -54,7 +54,7 @@ from taskrunners import (
 
 from taskrunners.lowlevel import current_runner
 
-from . import _tasks as t
+from . import tasks as t
 
 __all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
 
