@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from distributed import LocalCluster
 from taskrunners import task
-from taskrunners.testing._tasks import signal, wait_signal
+from taskrunners.testing.tasks import signal, wait_signal
 
 
 @task

@@ -16,11 +16,11 @@ import distributed
 import psutil
 import pytest
 from taskrunners import Future, StateType, TaskRunCrashed, UpstreamFailedError, flow, task
+from taskrunners.lowlevel import DeferredState, current_runner
 from taskrunners.plugins import load_runner
-from taskrunners.testing import _tasks as t
 from taskrunners.testing import run_with_deadline
+from taskrunners.testing import tasks as t
 from taskrunners_dask import DaskTaskRunner, dask_options, get_dask_client
-from taskrunners_dask._channel import RemoteState
 from taskrunners_dask._remote import INLINE_LIMIT
 
 DEADLINE = 60.0
@@ -94,9 +94,7 @@ def test_default_runner_starts_a_local_cluster_on_loopback_and_closes_it(
     seen: dict[str, Any] = {}
 
     def body() -> Any:
-        from taskrunners._context import current_runner_var
-
-        runner = current_runner_var.get()
+        runner = current_runner()
         cluster = runner.cluster
         seen["cluster"] = cluster
         info = runner.client.scheduler_info()
@@ -129,9 +127,7 @@ def test_cluster_class_by_dotted_name_with_kwargs_and_adapt() -> None:
     seen = []
 
     def body() -> Any:
-        from taskrunners._context import current_runner_var
-
-        seen.append(current_runner_var.get().cluster)
+        seen.append(current_runner().cluster)
         return t.add.submit(20, 22).result()
 
     assert run(runner, body) == 42
@@ -158,9 +154,7 @@ def test_address_connects_and_leaves_the_cluster_running(cli_cluster: Any) -> No
     runner = DaskTaskRunner(address=cli_cluster.address)
 
     def body() -> Any:
-        from taskrunners._context import current_runner_var
-
-        assert current_runner_var.get().cluster is None
+        assert current_runner().cluster is None
         return [f.result() for f in [dt.where.submit() for _ in range(4)]]
 
     places = run(runner, body)
@@ -245,7 +239,7 @@ def test_results_move_worker_to_worker_not_through_the_client(cli_cluster: Any, 
         assert received >= links * size  # the control: the measure sees values that reach us
     else:
         assert received < size // 4, f"the flow's process received {received} bytes"
-        assert state_type == "RemoteState"
+        assert state_type == "DeferredState"
 
 
 def test_large_value_is_fetched_when_read_and_kept_after_the_flow(local_cluster: Any) -> None:
@@ -257,17 +251,17 @@ def test_large_value_is_fetched_when_read_and_kept_after_the_flow(local_cluster:
         big.wait()
         small.wait()
         lazy = big.state
-        assert isinstance(lazy, RemoteState) and not lazy._loaded
-        assert "on the Dask cluster" in repr(lazy)
-        assert not isinstance(small.state, RemoteState)
+        assert isinstance(lazy, DeferredState) and not lazy.loaded
+        assert "not fetched yet" in repr(lazy)
+        assert not isinstance(small.state, DeferredState)
         unread = dt.make_bytes.submit(size, 9)
         unread.wait()
-        return len(big.result()), lazy._loaded, unread.state
+        return len(big.result()), lazy.loaded, unread.state
 
     length, loaded, unread_state = run(DaskTaskRunner(address=local_cluster.scheduler_address), body)
     assert (length, loaded) == (size, True)
     # A state still referenced when the flow ends gets its value before the client closes.
-    assert unread_state._loaded and unread_state.result() == bytes([9]) * size
+    assert unread_state.loaded and unread_state.result() == bytes([9]) * size
 
 
 # -- Dask options -------------------------------------------------------------------------------
@@ -320,9 +314,7 @@ def test_resources_restrict_where_runs_go() -> None:
     def body() -> Any:
         import time
 
-        from taskrunners._context import current_runner_var
-
-        client = current_runner_var.get().client
+        client = current_runner().client
         with dask_options(resources={"GPU": 1}):
             gpu = dt.where.submit()
         with dask_options(resources={"TPU": 1}):  # no worker has one: Dask holds it back
@@ -367,10 +359,8 @@ def test_get_dask_client_inside_a_task_on_one_thread_does_not_deadlock(one_worke
 
 def test_get_dask_client_in_the_flow_is_the_runners(local_cluster: Any) -> None:
     def body() -> Any:
-        from taskrunners._context import current_runner_var
-
         with get_dask_client() as client:
-            return client is current_runner_var.get().client, client.submit(sum, [1, 2, 3]).result()
+            return client is current_runner().client, client.submit(sum, [1, 2, 3]).result()
 
     assert run(DaskTaskRunner(address=local_cluster.scheduler_address), body) == (True, 6)
 

@@ -6,157 +6,56 @@ its own turns each report into the run's final `State`, so that no done-callback
 run ever executes on Dask's event loop. A periodic scan finds the Dask tasks that
 ended without a report (a lost worker, a cancelled task).
 
-A run whose value was too large for its report gets a `RemoteState`: it fetches the
-value from the cluster the first time someone reads it.
+A run whose value was too large for its report gets a `DeferredState`: it fetches the
+run's state from the cluster the first time someone reads the value.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from taskrunners import State, StateType, TaskCall, TaskRunnersError
-
-from ._remote import decode_fields
+from taskrunners import State
+from taskrunners.lowlevel import DeferredState, PreparedRun, loads
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import distributed
 
     from ._runner import DaskTaskRunner
 
-__all__ = ["Channel", "Record", "RemoteState"]
+__all__ = ["Channel", "Record"]
 
 logger = logging.getLogger("taskrunners.dask")
 
-_TYPES = {member.value: member for member in StateType}
-_TITLES = {member: member.value.title() for member in StateType}
-_new = object.__new__
-_FETCH = object()
-_CHECK = object()
-_ENDED = frozenset({"error", "cancelled"})
 #: Seconds between scans for Dask tasks that ended without a report.
 SCAN_INTERVAL = 0.1
+_ENDED = frozenset({"error", "cancelled"})
 _SEQUENCES = (tuple, list)
+_CHECK = object()
 _STOP = object()
 
 
 class Record:
     """One run in flight on the cluster, until its final state is known."""
 
-    __slots__ = (
-        "args",
-        "call",
-        "done",
-        "evented",
-        "finished_scans",
-        "key",
-        "losses",
-        "native",
-        "options",
-        "runner",
-        "task",
-    )
+    __slots__ = ("args", "done", "evented", "finished_scans", "key", "native", "options", "run", "runner")
 
     def __init__(
-        self, runner: DaskTaskRunner, call: TaskCall, key: str, args: tuple[Any, ...], options: dict[str, Any]
+        self, runner: DaskTaskRunner, run: PreparedRun, args: tuple[Any, ...], options: Mapping[str, Any]
     ) -> None:
         self.runner = runner
-        self.call = call
-        self.task = call.task
-        self.key = key
+        self.run = run
+        self.key = ""
         self.args = args
         self.options = options
-        self.native: distributed.Future | None = None
-        self.losses = 0  # runs of this call lost with their worker while it ran alone
+        self.native: distributed.Future[Any] | None = None
         self.evented = False  # its report reached the client
         self.finished_scans = 0  # scans that saw its Dask task finished, without a report
         self.done = False
-
-
-class RemoteState(State[Any]):
-    """A final state whose value is still on the Dask cluster; read on first use."""
-
-    __slots__ = ("__weakref__", "_loaded", "_native")
-
-    _loaded: bool
-    _native: Any  # the run's distributed.Future until the value is here
-
-    def _get_data(self) -> Any:
-        if not self._loaded:
-            self._load()
-        return _DATA.__get__(self)
-
-    def _set_data(self, value: Any) -> None:
-        _DATA.__set__(self, value)
-
-    _data = property(_get_data, _set_data)  # type: ignore[assignment]
-
-    def _load(self) -> None:
-        native = self._native
-        try:
-            remote = native.result()
-        except Exception as exc:
-            raise TaskRunnersError(
-                f"the value of this run stayed on the Dask cluster and cannot be fetched "
-                f"now ({type(exc).__name__}: {exc}); read results while the flow runs, or "
-                "keep a reference to their futures until the flow ends"
-            ) from exc
-        self.fill(remote._data)
-
-    def fill(self, value: Any) -> None:
-        _DATA.__set__(self, value)
-        self._loaded = True
-        self._native = None
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_state, _fields(self))
-
-    def __repr__(self) -> str:
-        if self._loaded:
-            return super().__repr__()
-        return f"{self.name}(result=<on the Dask cluster>)"
-
-
-_DATA: Any = State.__dict__["_data"]  # the slot that RemoteState's property stands in front of
-
-
-def _fields(state: State[Any]) -> tuple[Any, ...]:
-    data = state._data if state.type is StateType.COMPLETED else None
-    return (
-        state.type,
-        state.name,
-        state.message,
-        state.timestamp,
-        state.attempt,
-        state.started,
-        data,
-        state._exception,
-    )
-
-
-def _rebuild_state(
-    type: StateType,
-    name: str,
-    message: str,
-    timestamp: float,
-    attempt: int,
-    started: Any,
-    data: Any,
-    exception: Any,
-) -> State[Any]:
-    state: State[Any] = _new(State)
-    state.type = type
-    state.name = name
-    state.message = message
-    state.timestamp = timestamp
-    state.attempt = attempt
-    state.started = started
-    state._data = data
-    state._exception = exception
-    return state
 
 
 class Channel:
@@ -170,7 +69,7 @@ class Channel:
         self.topic = topic
         self.records: dict[int, Record] = {}
         self.lock = threading.Lock()
-        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self._queue: SimpleQueue[tuple[Any, Any]] = SimpleQueue()
         self._closed = False
         self._scanner: Any = None
         self._thread = threading.Thread(
@@ -261,10 +160,6 @@ class Channel:
         record.evented = True
         self._queue.put((record, msg[1]))
 
-    def fetch(self, record: Record, native: distributed.Future) -> None:
-        """Finish `record` from its Dask result (its report never arrived)."""
-        self._queue.put((_FETCH, (record, native)))
-
     def _finish_reports(self) -> None:
         get = self._queue.get
         while True:
@@ -272,54 +167,36 @@ class Channel:
             if record is _STOP:
                 return
             try:
-                if record is _FETCH:
-                    self._finish_fetched(*payload)
-                elif record is _CHECK:
-                    payload[0].runner._native_done(*payload)
+                if record is _CHECK:
+                    payload[0].runner._native_done(self, *payload)
                 elif not record.done:
                     self.complete(record, self._decode(record, payload))
             except BaseException as exc:  # never leave a run open
                 logger.exception("could not finish a run from its report")
-                target = payload[0] if record is _FETCH or record is _CHECK else record
-                self.complete(target, target.call.crashed(f"its final state could not be read: {exc!r}", exc))
-
-    def _finish_fetched(self, record: Record, native: distributed.Future) -> None:
-        if record.done:
-            return
-        try:
-            state = native.result()
-        except BaseException as exc:
-            state = record.call.crashed(f"its result could not be fetched from Dask: {exc!r}", exc)
-        self.complete(record, state)
+                target = payload[0] if record is _CHECK else record
+                reason = f"its final state could not be read: {exc!r}"
+                self.complete(target, target.run.spec.crashed(reason, exc))
 
     def _decode(self, record: Record, blob: bytes) -> State[Any]:
+        """The state that `_remote.encode` packed: a `DeferredState` if the value stayed."""
         try:
-            fields = decode_fields(blob)
+            wire = loads(blob)
+            fields, inline = wire[:8], wire[8]
+            if inline or fields[0] != "COMPLETED":  # a failure carries its exception, not a value
+                return State.from_fields(fields)
+            _, name, message, timestamp, attempt, started, _, _ = fields
         except Exception as exc:
-            return record.call.crashed(
+            return record.run.spec.crashed(
                 f"its final state could not be unpickled in the flow's process ({type(exc).__name__}: "
                 f"{exc}); the modules it needs must be importable here",
                 exc,
             )
-        kind, name, message, timestamp, attempt, started, exception, data, inline = fields
-        state: State[Any]
-        if inline:
-            state = _new(State)
-        else:
-            remote: RemoteState = _new(RemoteState)
-            remote._loaded = False
-            remote._native = record.native or _future(self.client, record.key)
-            record.runner._remote_states.add(remote)
-            state = remote
-        state.type = _TYPES[kind]
-        state.name = name
-        state.message = message
-        state.timestamp = timestamp
-        state.attempt = attempt
-        state.started = started
-        if inline:
-            state._data = data
-        state._exception = exception
+        native = record.native or _future(self.client, record.key)
+        state: DeferredState[Any] = DeferredState(
+            native.result, handle=native, name=name, message=message, attempt=attempt, started=started,
+            timestamp=timestamp,
+        )  # fmt: skip
+        record.runner._deferred.add(state)
         return state
 
     def complete(self, record: Record, state: State[Any]) -> None:
@@ -328,19 +205,12 @@ class Channel:
             if record.done:
                 return
             record.done = True
-            self.records.pop(record.call.info.number, None)
-        future = record.call.future
+            self.records.pop(record.run.info.number, None)
         record.args = ()
-        assert future is not None
-        future.set_state(state)
+        record.run.set_state(state)
 
 
-def _future(client: distributed.Client, key: str) -> distributed.Future:
+def _future(client: distributed.Client, key: str) -> distributed.Future[Any]:
     from distributed import Future
 
     return Future(key, client)
-
-
-def alive_remote_states() -> Any:
-    """A weak set for the `RemoteState`s a runner hands out."""
-    return weakref.WeakSet()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from contextvars import ContextVar
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+from taskrunners.lowlevel import RunOptions, blocking, current_runner
 
 if TYPE_CHECKING:
     import distributed
@@ -15,8 +16,7 @@ __all__ = ["current_options", "dask_options", "get_dask_client"]
 #: The `Client.submit` keywords that `dask_options` passes on.
 OPTIONS = frozenset({"resources", "priority", "retries", "workers", "allow_other_workers", "fifo_timeout"})
 
-_EMPTY: dict[str, Any] = {}
-_options_var: ContextVar[dict[str, Any]] = ContextVar("taskrunners_dask_options", default=_EMPTY)
+_options = RunOptions("dask_options", allowed=OPTIONS)
 
 
 @contextlib.contextmanager
@@ -33,21 +33,13 @@ def dask_options(**options: Any) -> Iterator[None]:
     Raises:
         TypeError: An option is not one of these.
     """
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise TypeError(
-            f"dask_options() got unknown option(s) {sorted(unknown)}; the options are {sorted(OPTIONS)}"
-        )
-    token = _options_var.set({**_options_var.get(), **options})
-    try:
+    with _options.using(**options):
         yield
-    finally:
-        _options_var.reset(token)
 
 
-def current_options() -> dict[str, Any]:
+def current_options() -> Mapping[str, Any]:
     """The options of the innermost `dask_options` block (empty outside any)."""
-    return _options_var.get()
+    return _options.current().values
 
 
 @contextlib.contextmanager
@@ -66,26 +58,20 @@ def get_dask_client(timeout: float | str | None = None) -> Iterator[distributed.
     Raises:
         RuntimeError: Neither a Dask worker nor a flow on a `DaskTaskRunner` runs here.
     """
-    from taskrunners import _context
+    from distributed import get_client, get_worker
 
     try:
-        from distributed import get_worker
-
         get_worker()
     except ValueError:
-        on_worker = False
+        pass
     else:
-        on_worker = True
-    if on_worker:
-        from distributed import get_client
-
         client = get_client(timeout=timeout)
-        with _context.blocking(), client.as_current():
+        with blocking(), client.as_current():
             yield client
         return
     from ._runner import DaskTaskRunner
 
-    runner = _context.current_runner_var.get()
+    runner = current_runner()
     if not isinstance(runner, DaskTaskRunner) or not runner.started:
         raise RuntimeError(
             "get_dask_client() needs a task running on a Dask worker or a flow running on a "
