@@ -400,6 +400,31 @@ def test_upstream_of_another_runner_is_waited_for_without_blocking_submit(
     assert run_with_deadline(parent, DEADLINE) == 42
 
 
+def test_an_interrupt_crashes_the_open_runs_without_waiting_for_them(
+    one_worker_cluster: Any, tmp_path: Any
+) -> None:
+    """The runs on the cluster (one executing, one queued behind it) end CRASHED at
+    once: the runner cancels their Dask tasks instead of waiting for them (the
+    executing one would only end once the test releases it, after the flow)."""
+    signals = str(tmp_path)
+    futures: list[Future[Any]] = []
+
+    @flow(task_runner=DaskTaskRunner(address=one_worker_cluster.scheduler_address))
+    def interrupted() -> None:
+        futures.append(dt.held.submit(signals, "release"))
+        futures.append(dt.where.submit())
+        t.wait_signal(signals, "release-started")
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+        states = [f.state for f in futures]
+    finally:
+        t.signal(signals, "release")  # let the worker's thread go
+    assert all(s.is_crashed() and "interrupted" in str(s.exception) for s in states), states
+
+
 def test_downstream_of_a_lost_run_fails_naming_it(fresh_local_cluster: Any) -> None:
     def body() -> Any:
         lost = t.exit_process.submit()
