@@ -248,7 +248,11 @@ class DeferredState(State[R]):
             once, in whatever thread first needs the value.
         handle: The engine's own handle on the value (a `distributed.Future`, a Ray
             `ObjectRef`), kept for the runner in `handle` until the value is here.
-        attempt, started, timestamp, name, message: As for `State`.
+        name: As for `State`.
+        message: As for `State`.
+        attempt: As for `State` (the worker's figure replaces it once fetched).
+        started: As for `State` (the worker's figure replaces it once fetched).
+        timestamp: As for `State`.
     """
 
     __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle")
