@@ -192,6 +192,68 @@ def test_a_dead_worker_crashes_only_its_run_and_is_replaced(crash: str) -> None:
     assert len(later) == 4
 
 
+def record_attempt_then_exit_or_raise(directory: str) -> None:
+    """The first attempt kills its worker; later ones raise."""
+    attempts = len(list(Path(directory).iterdir()))
+    Path(directory, f"attempt-{attempts + 1}").touch()
+    if attempts == 0:
+        os._exit(3)
+    raise ValueError(f"attempt {attempts + 1}")
+
+
+def test_a_lost_worker_uses_one_of_the_task_s_retries(tmp_path: Path) -> None:
+    flaky = task(record_attempt_then_exit_or_raise, retries=1)
+
+    def body() -> Any:
+        return flaky.submit(str(tmp_path)).result(raise_on_failure=False)
+
+    error = run(ProcessPoolTaskRunner(max_workers=1), body)
+    # The loss took the first attempt; the one retry left ran, raised, and failed the run.
+    assert isinstance(error, ValueError) and str(error) == "attempt 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempt-1", "attempt-2"]
+
+
+def test_a_run_that_kills_every_worker_crashes_once_its_retries_are_used() -> None:
+    def body() -> Any:
+        future = exit_now.with_options(retries=1).submit(9)
+        future.wait()
+        return future.state
+
+    state = run(ProcessPoolTaskRunner(max_workers=1), body)
+    assert state.is_crashed() and "died with exit code 9" in str(state.exception)
+
+
+def explode() -> None:
+    raise RuntimeError("this object does not unpickle in a worker")
+
+
+class Fragile:
+    """Pickles in the flow's process, fails to unpickle in a worker."""
+
+    def __reduce__(self) -> Any:
+        return (explode, ())
+
+
+def test_a_run_that_cannot_be_unpickled_in_the_worker_fails_alone() -> None:
+    def body() -> Any:
+        return [f.result(raise_on_failure=False) for f in length.map([[1], Fragile(), [1, 2, 3], "abcd"] * 3)]
+
+    results = run(ProcessPoolTaskRunner(max_workers=1), body)
+    for index, result in enumerate(results):
+        if index % 4 == 1:
+            assert isinstance(result, RuntimeError)
+            assert "could not unpickle the run" in str(result) and "does not unpickle" in str(result)
+        else:
+            assert result == {0: 1, 2: 3, 3: 4}[index % 4]
+
+
+def test_many_mapped_runs_come_back_in_order() -> None:
+    def body() -> Any:
+        return double.map(range(5000)).result()
+
+    assert run(ProcessPoolTaskRunner(max_workers=2), body) == [2 * i for i in range(5000)]
+
+
 # -- initializer -------------------------------------------------------------------------
 
 
@@ -222,6 +284,22 @@ def test_a_failing_initializer_crashes_the_runs_with_its_error() -> None:
     errors = run(ProcessPoolTaskRunner(max_workers=1, initializer=failing_initializer), body)
     assert all(isinstance(e, TaskRunCrashed) for e in errors)
     assert all("no database" in str(e) for e in errors)
+
+
+def test_a_failed_start_leaves_the_runner_unstarted_so_that_the_next_with_works() -> None:
+    runner = ProcessPoolTaskRunner(max_workers=1, initializer=print, initargs=(threading.Lock(),))
+    with pytest.raises(TypeError, match="initializer and initargs .* must be picklable"):
+        with runner:
+            pass
+    assert not runner.started
+    with pytest.raises(TypeError, match="must be picklable"):  # the same error, not "already started"
+        with runner:
+            pass
+    runner.initargs = ("worker started",)
+    with runner:
+        future = runner.submit(double, {"x": 4})
+        assert future.result(timeout=DEADLINE) == 8
+    assert not runner.started
 
 
 # -- workers that cannot start, a broken pool ---------------------------------------------
@@ -292,8 +370,11 @@ def test_a_failing_dispatcher_crashes_the_pending_runs_and_refuses_new_ones() ->
     import resource
 
     def body() -> Any:
-        # With no file descriptor left, the dispatcher thread cannot create the pipe of
-        # the first worker: a real failure inside it, not a mock.
+        # The only worker dies, so the next run needs a new one; with no file descriptor
+        # left, the dispatcher thread cannot create that worker's pipe: a real failure
+        # inside it, not a mock. (Workers start with the runner: the first ones exist
+        # before the limit is set.)
+        assert isinstance(exit_now.submit(7).result(raise_on_failure=False), TaskRunCrashed)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         lowest_free = os.open(os.devnull, os.O_RDONLY)
         os.close(lowest_free)

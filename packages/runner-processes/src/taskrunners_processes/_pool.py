@@ -2,15 +2,18 @@
 
 Unlike `concurrent.futures.ProcessPoolExecutor`, whose pool breaks for good when one
 worker dies, this pool knows which run each worker is executing (the worker writes the
-run's token to shared memory before it starts it). When a worker dies, that run alone
+run's number to shared memory before it starts it). When a worker dies, that run alone
 ends CRASHED (or runs again if its task has retries left); the runs queued behind it
-in the same batch go back to the queue, and a new worker takes its place.
+go back to the queue, and a new worker takes its place.
 
-One dispatcher thread does all the talking to the workers: it sends batches to idle
-workers, reads their replies, and hands each final state to `on_done`. If that thread
-fails, or workers keep exiting before they are ready (typically a script without the
-`if __name__ == "__main__":` guard), the pool breaks: every pending and later run ends
-CRASHED with the reason, rather than waiting for workers that will never answer.
+One dispatcher thread does all the talking to the workers: it sends batches of runs to
+workers (one pickle per batch, and a second batch before the first is done when many
+runs wait, so that a worker never idles on a round trip), reads their replies, and
+moves each run's future to its final state. If that thread fails, or workers keep
+exiting before they are ready (typically a script without the
+`if __name__ == "__main__":` guard), the pool breaks: `on_broken` is called with the
+reason (the runner abandons its open runs), and every later run ends CRASHED with it,
+rather than waiting for workers that will never answer.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from taskrunners import State, StateType, TaskCall
+from taskrunners import State, StateType, Task
+from taskrunners.lowlevel import PreparedRun, RunSpec, dumps, loads
 
-from ._worker import worker_main
+from ._worker import INIT_FAILED, READY, Reply, Wire, worker_main
 
 #: The most runs sent to a worker in one message.
 MAX_BATCH = 512
@@ -37,6 +41,11 @@ MAX_LOSSES = 3
 #: stops starting new ones and breaks: a worker that cannot start would otherwise be
 #: replaced forever, burning CPU while the runs wait.
 MAX_START_FAILURES = 3
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_COMPLETED = StateType.COMPLETED
+_TASK_BLOBS_MAX = 1024
+_STOP = b""
 
 
 class RemoteTraceback(Exception):
@@ -50,17 +59,6 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
-class _Item:
-    __slots__ = ("token", "call", "payload", "crashes", "losses")
-
-    def __init__(self, token: int, call: TaskCall, payload: bytes) -> None:
-        self.token = token
-        self.call = call
-        self.payload = payload
-        self.crashes = 0
-        self.losses = 0
-
-
 class _Worker:
     __slots__ = ("process", "conn", "progress", "batch", "ready", "dead")
 
@@ -68,71 +66,111 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.progress = progress
-        self.batch: dict[int, _Item] = {}
+        # The runs sent and not reported yet, by number, in the order sent.
+        self.batch: dict[int, PreparedRun] = {}
         self.ready = False
         self.dead = False
 
 
 class WorkerPool:
-    """Runs `TaskCall`s in up to `max_workers` processes made by `context`."""
+    """Runs `PreparedRun`s in up to `max_workers` processes made by `context`.
+
+    Args:
+        max_workers: How many worker processes at most.
+        context: The `multiprocessing` context that makes them.
+        setup: The pickle of `(initializer, initargs)` for each worker.
+        on_broken: Called (in the dispatcher thread) with the reason and cause once
+            the pool breaks; the pool has already crashed the runs it held.
+        unpicklable: Makes the error of a run that cannot be pickled.
+    """
 
     def __init__(
         self,
         max_workers: int,
         context: Any,
         setup: bytes,
-        on_done: Callable[[TaskCall, State[Any]], None],
+        on_broken: Callable[[str, BaseException | None], object],
+        unpicklable: Callable[[RunSpec, BaseException], BaseException],
     ) -> None:
         self.max_workers = max_workers
         self._context = context
         self._setup = setup
-        self._on_done = on_done
+        self._on_broken = on_broken
+        self._unpicklable = unpicklable
         self._lock = threading.Lock()
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[PreparedRun] = deque()
         self._workers: list[_Worker] = []
-        self._next_token = 0
-        self._in_flight = 0  # items sent to workers and not yet reported
+        self._in_flight = 0  # runs sent to workers and not yet reported
         self._closed = False
+        self._abort = False  # closed by an interrupt: stop the workers at once
         self._broken: str | None = None  # why the pool cannot run anything any more
+        self._broken_cause: BaseException | None = None
         self._start_failures = 0  # workers in a row that exited before being ready
+        # Rare cases, by run number: runs to send alone (their batch could not be
+        # unpickled), losses of a run before it started, and the spec to send instead
+        # of `run.spec` (a retry after a lost worker, with one retry fewer).
+        self._solo: set[int] = set()
+        self._start_losses: dict[int, int] = {}
+        self._respec: dict[int, RunSpec] = {}
+        # Tasks pickled for the workers, by id (the task is kept so that ids stay unique).
+        self._task_blobs: dict[int, tuple[Task[Any, Any], bytes]] = {}
         self._wake_r, self._wake_w = context.Pipe(duplex=False)
         self._wake_pending = False
         self._selector = _selector()
-        self._watch(self._wake_r, self._wake_r)
-        self._thread = threading.Thread(target=self._loop, name="taskrunners-processes-dispatcher", daemon=True)
-        self._thread.start()
+        try:
+            self._watch(self._wake_r, self._wake_r)
+            # Start the workers now: they boot while the flow begins. Here rather than
+            # in the dispatcher thread, which would wait for the flow's thread to let
+            # go of the GIL at each step of starting a process.
+            for _ in range(max_workers):
+                self._spawn()
+            self._thread = threading.Thread(target=self._loop, name="taskrunners-processes-dispatcher", daemon=True)
+            self._thread.start()
+        except BaseException as exc:
+            self._stop_workers(grace=0)
+            self._release()
+            if _bootstrapping(exc):
+                raise RuntimeError(_dispatcher_failure(exc)) from exc
+            raise
 
     # -- called from other threads ----------------------------------------------------
 
-    def submit(self, runs: list[tuple[TaskCall, bytes]]) -> None:
-        """Queue runs, each with its payload from `payload()`; their final states reach
-        `on_done` (maybe before this returns)."""
+    def submit(self, runs: list[PreparedRun]) -> None:
+        """Queue runs whose upstream runs are final; the dispatcher moves their futures
+        to their final states (maybe before this returns)."""
         with self._lock:
             if self._broken is None and not self._closed:
-                for call, payload in runs:
-                    self._next_token += 1
-                    self._queue.append(_Item(self._next_token, call, payload))
+                self._queue.extend(runs)
                 self._wake()
                 return
             reason = self._broken if self._broken is not None else "the runner shut down"
-        for call, _ in runs:
-            self._on_done(call, call.crashed(reason))
+            cause = self._broken_cause
+        for run in runs:
+            run.crash(reason, cause)
 
-    def cancel_queued(self) -> list[TaskCall]:
+    def cancel_queued(self) -> list[PreparedRun]:
         """Take back the runs not yet sent to a worker."""
         with self._lock:
-            items = list(self._queue)
+            runs = list(self._queue)
             self._queue.clear()
-        return [item.call for item in items]
+        return runs
 
-    def close(self) -> None:
-        """Stop taking runs; once those in flight are done, stop the workers and the thread."""
+    def close(self, wait: bool = True) -> None:
+        """Stop taking runs; once those in flight are done (at once unless `wait`), stop
+        the workers and the thread."""
         with self._lock:
             self._closed = True
+            self._abort = not wait
             self._wake()
         self._thread.join()
+        self._release()
+
+    def _release(self) -> None:
         self._wake_r.close()
         self._wake_w.close()
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
 
     def _wake(self) -> None:  # with self._lock held
         if not self._wake_pending:
@@ -150,11 +188,16 @@ class WorkerPool:
                         while self._wake_r.poll():
                             self._wake_r.recv_bytes()
                         self._wake_pending = False
-                    if self._closed and not self._queue and not self._in_flight:
+                    if self._abort or (self._closed and not self._queue and not self._in_flight):
                         break
-                    missing = self._dispatch()
+                    sends, missing = self._plan()
+                freed = False
+                for worker, runs in sends:
+                    freed = not self._send(worker, runs) or freed
                 for _ in range(missing):
                     self._spawn()
+                if freed:
+                    continue  # runs that failed to pickle left room for others: plan again
                 for ready in self._wait():
                     if ready is not self._wake_r:
                         self._service(ready)
@@ -164,11 +207,9 @@ class WorkerPool:
             failed = True
             self._fail_everything(_dispatcher_failure(exc), exc)
         finally:
-            if self._selector is not None:
-                self._selector.close()
-            # After a failure the runs the workers execute are already CRASHED: stop
-            # the workers now rather than wait for them.
-            self._stop_workers(grace=0 if failed else 10)
+            # After a failure or an interrupt the runs that the workers execute are
+            # given up on: stop the workers now rather than wait for them.
+            self._stop_workers(grace=0 if failed or self._abort else 10)
 
     def _wait(self) -> list[Any]:
         """The pipes and process sentinels that are ready, waiting until one is."""
@@ -179,28 +220,134 @@ class WorkerPool:
             return wait(waitables)
         return [key.data for key, _ in self._selector.select()]
 
-    def _dispatch(self) -> int:  # with self._lock held
-        """Send batches to idle workers; return how many workers to start."""
-        queued = len(self._queue)
+    def _plan(self) -> tuple[list[tuple[_Worker, list[PreparedRun]]], int]:  # with self._lock held
+        """Take batches off the queue for the workers that can take one; return them
+        and how many workers to start.
+
+        With few runs waiting a batch is one run, and a worker busy with one run takes
+        no second; with many, a worker holds up to two more batches while it runs the
+        current one, so that it never waits for the next batch.
+        """
+        queue = self._queue
+        queued = len(queue)
         if not queued:
-            return 0
+            return [], 0
         alive = [w for w in self._workers if not w.dead]
-        idle = [w for w in alive if w.ready and not w.batch]
         starting = sum(1 for w in alive if not w.ready)
-        missing = max(0, min(queued - len(idle) - starting, self.max_workers - len(alive)))
         size = max(1, min(MAX_BATCH, queued // (2 * self.max_workers)))
-        for worker in idle:
-            if not self._queue:
-                break
-            batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
-            for item in batch:
-                worker.batch[item.token] = item
-            self._in_flight += len(batch)
+        limit = 1 if size == 1 else 2 * size  # the most runs outstanding on a worker that takes more
+        sends: list[tuple[_Worker, list[PreparedRun]]] = []
+        idle = 0
+        for worker in alive:
+            if not worker.ready or len(worker.batch) >= limit:
+                continue
+            if not worker.batch:
+                idle += 1
+            if not queue:
+                continue
+            batch = worker.batch
+            if self._solo:
+                runs = self._take_with_solo(size)
+            else:
+                runs = [queue.popleft() for _ in range(min(size, len(queue)))]
+            for run in runs:
+                batch[run.info.number] = run
+            self._in_flight += len(runs)
+            sends.append((worker, runs))
+        missing = max(0, min(queued - idle - starting, self.max_workers - len(alive)))
+        return sends, missing
+
+    def _take_with_solo(self, size: int) -> list[PreparedRun]:  # with self._lock held
+        """Up to `size` runs off the queue, but a run marked solo only on its own."""
+        queue, solo = self._queue, self._solo
+        if queue[0].info.number in solo:
+            return [queue.popleft()]
+        runs: list[PreparedRun] = []
+        while queue and len(runs) < size and queue[0].info.number not in solo:
+            runs.append(queue.popleft())
+        return runs
+
+    def _send(self, worker: _Worker, runs: list[PreparedRun]) -> bool:
+        """Pickle `runs` as one batch and send it; fail the runs that cannot be pickled.
+
+        Returns whether every run was sent.
+        """
+        respec = self._respec
+        blobs: list[bytes] = []
+        indices: dict[int, int] = {}
+        wires: list[Wire] = []
+        failed: list[tuple[PreparedRun, BaseException]] = []
+        for run in runs:
+            spec = respec.get(run.info.number, run.spec) if respec else run.spec
+            task = spec.task
+            index = indices.get(id(task))
+            if index is None:
+                try:
+                    blob = self._task_blob(task)
+                except Exception as exc:
+                    failed.append((run, exc))
+                    continue
+                index = indices[id(task)] = len(blobs)
+                blobs.append(blob)
+            upstream = spec.upstream_runs
+            wires.append(
+                (
+                    index,
+                    spec.info.to_wire(),
+                    spec.parameters,
+                    spec.slotted,
+                    spec.required,
+                    tuple(info.to_wire() for info in upstream) if upstream else (),
+                    run.upstream_states() if upstream else (),
+                )
+            )
+        try:
+            payload = dumps(wires)
+        except Exception:
+            payload = self._without_unpicklable(runs, wires, failed)
+        if failed:
+            self._forget(worker, [run for run, _ in failed])
+            for run, error in failed:
+                run.set_state(State(StateType.FAILED, exception=self._unpicklable(run.spec, error)))
+        if wires:
+            numbers = [wire[1][0] for wire in wires]
             try:
-                worker.conn.send_bytes(pickle.dumps([(item.token, item.payload) for item in batch]))
+                worker.conn.send_bytes(pickle.dumps((tuple(blobs), numbers, payload), _PROTOCOL))
             except OSError:
                 pass  # the worker is gone: its sentinel tells, and _lost requeues the batch
-        return missing
+        return not failed
+
+    def _without_unpicklable(
+        self, runs: list[PreparedRun], wires: list[Wire], failed: list[tuple[PreparedRun, BaseException]]
+    ) -> bytes:
+        """Drop from `wires` (in place) the runs that cannot be pickled, adding them to
+        `failed`, and return the pickle of the others."""
+        by_number = {run.info.number: run for run in runs}
+        kept: list[Wire] = []
+        for wire in wires:
+            try:
+                dumps(wire)
+            except Exception as exc:
+                failed.append((by_number[wire[1][0]], exc))
+            else:
+                kept.append(wire)
+        wires[:] = kept
+        return dumps(kept)
+
+    def _task_blob(self, task: Task[Any, Any]) -> bytes:
+        entry = self._task_blobs.get(id(task))
+        if entry is None:
+            if len(self._task_blobs) >= _TASK_BLOBS_MAX:
+                self._task_blobs.clear()
+            entry = self._task_blobs[id(task)] = (task, dumps(task))
+        return entry[1]
+
+    def _forget(self, worker: _Worker, runs: list[PreparedRun]) -> None:
+        """Take back runs that were planned for `worker` but never sent."""
+        for run in runs:
+            del worker.batch[run.info.number]
+        with self._lock:
+            self._in_flight -= len(runs)
 
     def _spawn(self) -> None:
         parent_end, child_end = self._context.Pipe()
@@ -240,27 +387,53 @@ class WorkerPool:
             return
         if ready is worker.conn:
             try:
-                replies = pickle.loads(worker.conn.recv_bytes())
+                message = worker.conn.recv_bytes()
             except (EOFError, OSError):
                 self._lost(worker)
                 return
-            self._handle(worker, replies)
+            self._handle(worker, message)
         else:
             self._lost(worker)
 
-    def _handle(self, worker: _Worker, replies: list[tuple[Any, bytes | None, str | None]]) -> None:
-        for token, state_bytes, text in replies:
-            if token == "ready":
-                worker.ready = True
-                self._start_failures = 0
-                continue
-            if token == "init-failed":
-                self._fail_everything(f"the pool's initializer raised in a worker process:\n{text}")
-                return
-            item = worker.batch.pop(token)
-            with self._lock:
-                self._in_flight -= 1
-            self._on_done(item.call, _load_state(item.call, state_bytes, text))  # type: ignore[arg-type]
+    def _handle(self, worker: _Worker, message: bytes) -> None:
+        if message == READY:
+            worker.ready = True
+            self._start_failures = 0
+            return
+        if message.startswith(INIT_FAILED):
+            trace = message[len(INIT_FAILED) :].decode("utf-8", "replace")
+            self._fail_everything(f"the pool's initializer raised in a worker process:\n{trace}")
+            return
+        reply: Reply = pickle.loads(message)
+        done, others, split = reply
+        batch = worker.batch
+        finished: list[tuple[PreparedRun, State[Any]]] = []
+        from_fields = State.from_fields
+        for number, value, attempt, started, timestamp in done:
+            run = batch.pop(number, None)
+            if run is not None:  # else given up on already (a broken pool)
+                state = from_fields((_COMPLETED, "Completed", "", timestamp, attempt, started, value, None))
+                finished.append((run, state))
+        for number, blob, text in others:
+            run = batch.pop(number, None)
+            if run is not None:
+                finished.append((run, _load_state(run, blob, text)))
+        requeue = [run for run in (batch.pop(number, None) for number in split) if run is not None]
+        with self._lock:
+            self._in_flight -= len(finished) + len(requeue)
+            if requeue:
+                self._solo.update(run.info.number for run in requeue)
+                self._queue.extendleft(reversed(requeue))
+        if self._solo or self._start_losses or self._respec:
+            for run, _ in finished:
+                self._forget_run(run.info.number)
+        for run, state in finished:
+            run.set_state(state)
+
+    def _forget_run(self, number: int) -> None:
+        self._solo.discard(number)
+        self._start_losses.pop(number, None)
+        self._respec.pop(number, None)
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: crash the run it was executing, requeue the rest of its batch.
@@ -272,7 +445,7 @@ class WorkerPool:
         # initializer raised (which must not pass for a start-up failure).
         try:
             while worker.conn.poll():
-                self._handle(worker, pickle.loads(worker.conn.recv_bytes()))
+                self._handle(worker, worker.conn.recv_bytes())
         except (EOFError, OSError):
             pass
         worker.dead = True
@@ -283,26 +456,31 @@ class WorkerPool:
         self._workers.remove(worker)
         current = worker.progress.value
         code = worker.process.exitcode
-        crashed: list[tuple[TaskCall, State[Any]]] = []
+        pid = worker.process.pid
+        worker.process.close()
+        crashed: list[tuple[PreparedRun, str]] = []
+        requeue: list[PreparedRun] = []
+        for number, run in worker.batch.items():
+            if number == current:
+                if not run.count_loss():
+                    crashed.append((run, f"its worker process (pid {pid}) died with exit code {code}"))
+                    continue
+                # Lost while it ran: it used one of its task's retries.
+                task = run.task
+                self._respec[number] = run.spec.with_task(task.with_options(retries=max(0, task.retries - run.losses)))
+            elif current == -1:
+                losses = self._start_losses[number] = self._start_losses.get(number, 0) + 1
+                if losses >= MAX_LOSSES:
+                    crashed.append((run, f"{MAX_LOSSES} worker processes died before it could start"))
+                    continue
+            requeue.append(run)  # done-but-unreported runs run again
         with self._lock:
             self._in_flight -= len(worker.batch)
-            for token, item in reversed(list(worker.batch.items())):
-                if token == current:
-                    item.crashes += 1
-                    if item.crashes > item.call.task.retries:
-                        reason = f"its worker process (pid {worker.process.pid}) died with exit code {code}"
-                        crashed.append((item.call, item.call.crashed(reason)))
-                        continue
-                elif current == -1:
-                    item.losses += 1
-                    if item.losses >= MAX_LOSSES:
-                        reason = f"{MAX_LOSSES} worker processes died before it could start"
-                        crashed.append((item.call, item.call.crashed(reason)))
-                        continue
-                self._queue.appendleft(item)  # done-but-unreported runs run again
-            worker.batch.clear()
-        for call, state in crashed:
-            self._on_done(call, state)
+            self._queue.extendleft(reversed(requeue))
+        worker.batch.clear()
+        for run, reason in crashed:
+            self._forget_run(run.info.number)
+            run.crash(reason)
         if not worker.ready:
             self._start_failed(code)
 
@@ -330,24 +508,27 @@ class WorkerPool:
         self._fail_everything(reason + ". The workers' own error output says why they exited.")
 
     def _fail_everything(self, reason: str, cause: BaseException | None = None) -> None:
-        """Break the pool: crash every pending run with `reason`, and refuse new ones."""
+        """Break the pool: crash every run it holds with `reason`, refuse new ones, and
+        tell `on_broken`."""
         with self._lock:
             if self._broken is None:
                 self._broken = reason
-            items = list(self._queue)
+                self._broken_cause = cause
+            runs = list(self._queue)
             self._queue.clear()
             for worker in self._workers:
-                items.extend(worker.batch.values())
+                runs.extend(worker.batch.values())
                 self._in_flight -= len(worker.batch)
                 worker.batch.clear()
-        for item in items:
-            self._on_done(item.call, item.call.crashed(reason, cause))
+        for run in runs:
+            run.crash(reason, cause)
+        self._on_broken(reason, cause)
 
     def _stop_workers(self, grace: float) -> None:
         """Ask the workers to exit; terminate those still running after `grace` seconds."""
         for worker in self._workers:
             try:
-                worker.conn.send_bytes(pickle.dumps([]))
+                worker.conn.send_bytes(_STOP)
             except OSError:
                 pass
         for worker in self._workers:
@@ -362,7 +543,7 @@ class WorkerPool:
 
 def _dispatcher_failure(exc: BaseException) -> str:
     """Why the runs of a pool whose dispatcher thread raised `exc` crashed, and what to do."""
-    if isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc):
+    if _bootstrapping(exc):
         # multiprocessing refuses to start processes from a process that is still
         # importing `__main__`: this is a worker running the flow's script at import.
         return (
@@ -377,6 +558,12 @@ def _dispatcher_failure(exc: BaseException) -> str:
         "error (attached as the cause) names, for instance a limit on processes or open files, "
         "and run the flow again"
     )
+
+
+def _bootstrapping(exc: BaseException) -> bool:
+    """Whether `exc` is multiprocessing refusing to start a process from a process that
+    is still importing `__main__`."""
+    return isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc)
 
 
 def _main_imported_by_workers(context: Any) -> str | None:
@@ -395,12 +582,12 @@ def _selector() -> selectors.BaseSelector | None:
     return None if sys.platform == "win32" else selectors.DefaultSelector()
 
 
-def _load_state(call: TaskCall, state_bytes: bytes, text: str | None) -> State[Any]:
+def _load_state(run: PreparedRun, blob: bytes, text: str | None) -> State[Any]:
     try:
-        state: State[Any] = pickle.loads(state_bytes)
+        state = State.from_fields(loads(blob))
     except Exception as exc:
         error = RuntimeError(
-            f"the state of task run {call.info.name!r} came back from the worker but cannot be "
+            f"the state of task run {run.info.name!r} came back from the worker but cannot be "
             f"unpickled here: {type(exc).__name__}: {exc}"
         )
         return State(StateType.FAILED, exception=error)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Any
 
-import cloudpickle
-
-from taskrunners import Capability, Future, FutureList, State, StateType, Task, TaskCall, TaskRunner
+from taskrunners import Capability, Future, FutureList, Task, TaskRunner
+from taskrunners.lowlevel import PreparedRun, RunSpec, dumps
 
 from ._pool import WorkerPool
-from ._worker import dumps
 
 __all__ = ["ProcessPoolTaskRunner", "default_start_method"]
+
+#: `map` queues the runs it prepares this many at a time.
+_MAP_CHUNK = 1024
 
 
 def default_start_method() -> str:
@@ -31,12 +32,13 @@ def default_start_method() -> str:
 class ProcessPoolTaskRunner(TaskRunner):
     """Runs task runs in a pool of worker processes on this machine.
 
-    Tasks and their arguments travel to the workers with cloudpickle, so lambdas,
-    closures and tasks defined in `__main__` or a notebook work. An exception raised in
-    a worker comes back as itself, with the worker's traceback text as its
-    `__cause__`. A worker that dies (`os._exit`, a segfault, the OOM killer) ends the
-    run it was executing CRASHED (or runs it again if the task has retries left) and is
-    replaced: the other runs complete. Many queued runs go to the workers in batches.
+    Tasks and their arguments travel to the workers pickled (with cloudpickle where
+    the standard pickler cannot), so lambdas, closures and tasks defined in `__main__`
+    or a notebook work. An exception raised in a worker comes back as itself, with the
+    worker's traceback text as its `__cause__`. A worker that dies (`os._exit`, a
+    segfault, the OOM killer) ends the run it was executing CRASHED (or runs it again,
+    using one of its task's retries) and is replaced: the other runs complete. Many
+    queued runs go to the workers in batches, one pickle each.
 
     A task that submits tasks from inside a worker runs them in threads of that worker
     (its own `ThreadPoolTaskRunner`), so nested submission never waits for a free worker.
@@ -84,9 +86,9 @@ class ProcessPoolTaskRunner(TaskRunner):
         return (self.max_workers, self._start_method(), self.initializer, self.initargs)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if not isinstance(other, ProcessPoolTaskRunner) or type(other) is not type(self):
             return NotImplemented
-        return self._config() == other._config()  # type: ignore[attr-defined]
+        return self._config() == other._config()
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -102,34 +104,41 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def __enter__(self) -> ProcessPoolTaskRunner:
-        super().__enter__()
+    def start(self) -> None:
+        """Start the worker processes and the dispatcher thread.
+
+        Raises:
+            TypeError: `initializer` or `initargs` cannot be pickled to reach the
+                workers (the runner stays unstarted).
+            OSError: A worker process cannot be started (no file descriptors or
+                processes left).
+            RuntimeError: This process is itself a worker process still importing the
+                script that started the flow (the script lacks the
+                `if __name__ == "__main__":` guard).
+        """
         context = self.mp_context
         if context is None or isinstance(context, str):
             context = multiprocessing.get_context(self._start_method())
-        setup = cloudpickle.dumps((self.initializer, self.initargs))
-        workers = self.max_workers or os.cpu_count() or 1
-        self._pool = WorkerPool(workers, context, setup, self._finish)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pool = self._pool
-        assert pool is not None
         try:
-            super().__exit__(exc_type, exc, tb)
-        finally:
-            self._pool = None
-            pool.close()
+            setup = dumps((self.initializer, self.initargs, _preload()))
+        except Exception as exc:
+            raise TypeError(
+                "the initializer and initargs of ProcessPoolTaskRunner must be picklable to reach "
+                f"the worker processes: {_reason(exc)}"
+            ) from exc
+        workers = self.max_workers or os.cpu_count() or 1
+        self._pool = WorkerPool(workers, context, setup, self.abandon, _unpicklable)
 
-    def take_back_unstarted(self) -> list[TaskCall]:
+    def shutdown(self, interrupted: bool) -> None:
+        """Stop the workers once the runs in flight are done (at once if `interrupted`)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(wait=not interrupted)
+
+    def take_back_unstarted(self) -> list[PreparedRun]:
         """The runs not yet sent to a worker (an interrupt crashes them)."""
-        assert self._pool is not None
-        return self._pool.cancel_queued()
+        pool = self._pool
+        return [] if pool is None else pool.cancel_queued()
 
     # -- runs -------------------------------------------------------------------------
 
@@ -139,12 +148,12 @@ class ProcessPoolTaskRunner(TaskRunner):
         parameters: dict[str, Any],
         wait_for: Iterable[Any] | None = None,
     ) -> Future[Any]:
-        call = self.prepare(task, parameters, wait_for)
-        if call.upstream:
-            call.when_ready(self._send)
+        run = self.prepare(task, parameters, wait_for)
+        if run.upstream:
+            run.when_ready(self._send)
         else:
-            self._send(call)
-        return call.future  # type: ignore[return-value]
+            self._send(run)
+        return run.future
 
     def map(
         self,
@@ -153,53 +162,73 @@ class ProcessPoolTaskRunner(TaskRunner):
         wait_for: Iterable[Any] | None = None,
     ) -> FutureList[Any]:
         """Like `submit` per run, but queues the runs that are ready in one go, so that
-        they reach the workers in large batches."""
-        calls = [self.prepare(task, parameters, wait_for) for parameters in parameter_sets]
-        self._send_all([call for call in calls if not call.upstream])
-        for call in calls:
-            if call.upstream:
-                call.when_ready(self._send)
-        return FutureList(call.future for call in calls)  # type: ignore[misc]
+        they reach the workers in large batches.
 
-    def _send(self, call: TaskCall) -> None:
-        self._send_all([call])
+        Raises:
+            RunnerLifecycleError: The runner is not started.
+            DependencyError: A run would depend on the task run submitting it.
+        """
+        if wait_for is not None and not isinstance(wait_for, (list, tuple)):
+            wait_for = list(wait_for)  # one iterable for every run
+        prepare = self.prepare
+        runs: list[PreparedRun] = []
+        waiting = False
+        for start in range(0, len(parameter_sets), _MAP_CHUNK):
+            # Queue each chunk as it is prepared: the workers start on it meanwhile.
+            chunk = [prepare(task, parameters, wait_for) for parameters in parameter_sets[start : start + _MAP_CHUNK]]
+            runs += chunk
+            ready = [run for run in chunk if not run.upstream]
+            if ready:
+                self._send_all(ready)
+            waiting = waiting or len(ready) < len(chunk)
+        if waiting:
+            for run in runs:
+                if run.upstream:
+                    run.when_ready(self._send)
+        return FutureList(run.future for run in runs)
 
-    def _send_all(self, calls: list[TaskCall]) -> None:
+    def _send(self, run: PreparedRun) -> None:
+        self._send_all([run])
+
+    def _send_all(self, runs: list[PreparedRun]) -> None:
         pool = self._pool
         if pool is None:
-            for call in calls:
-                self._finish(call, call.crashed("the runner shut down before the run could start"))
+            for run in runs:
+                run.crash("the runner shut down before the run could start")
             return
-        runs = []
-        for call in calls:
-            try:
-                runs.append((call, dumps((call, call.upstream_states()))))
-            except Exception as exc:
-                self._finish(call, State(StateType.FAILED, exception=_unpicklable(call, exc)))
-        if runs:
-            pool.submit(runs)
-
-    @staticmethod
-    def _finish(call: TaskCall, state: State[Any]) -> None:
-        call.future.set_state(state)  # type: ignore[union-attr]
+        pool.submit(runs)
 
 
-def _unpicklable(call: TaskCall, error: Exception) -> TypeError:
-    """Say which argument of `call` could not be sent to a worker, and what to do."""
-    for name, value in call.parameters.items():
+def _preload() -> tuple[str, ...]:
+    """Modules the workers import as they start: cloudpickle if this process uses it
+    (tasks of `__main__`, a notebook or a closure travel with it)."""
+    return ("cloudpickle",) if "cloudpickle" in sys.modules else ()
+
+
+def _reason(error: BaseException) -> str:
+    """`error` as `Type: message`, looking through the core's wrapper to the pickler's error."""
+    cause = error.__cause__
+    if cause is not None and str(cause) in str(error):
+        error = cause
+    return f"{type(error).__name__}: {error}"
+
+
+def _unpicklable(spec: RunSpec, error: BaseException) -> TypeError:
+    """Say which argument of the run could not be sent to a worker, and what to do."""
+    for name, value in spec.parameters.items():
         try:
-            cloudpickle.dumps(value)
+            dumps(value)
         except Exception as exc:
             problem = TypeError(
-                f"task {call.info.task_name!r}: argument {name!r} cannot be pickled to send it to "
-                f"a worker process ({type(exc).__name__}: {exc}). Pass something picklable (plain "
+                f"task {spec.info.task_name!r}: argument {name!r} cannot be pickled to send it to "
+                f"a worker process ({_reason(exc)}). Pass something picklable (plain "
                 "data, or a path or address to open), or create the object inside the task."
             )
             break
     else:
         problem = TypeError(
-            f"task {call.info.task_name!r} cannot be pickled to send it to a worker process "
-            f"({type(error).__name__}: {error}). Define it at module level, or make what it "
+            f"task {spec.info.task_name!r} cannot be pickled to send it to a worker process "
+            f"({_reason(error)}). Define it at module level, or make what it "
             "closes over picklable."
         )
     problem.__cause__ = error

@@ -1,21 +1,33 @@
 """What runs in a worker process: receive batches of runs, execute them, send states back.
 
-The protocol over the worker's pipe, each message one `pickle` of a list:
+The protocol over the worker's pipe (`pack_batch` and `unpack_results` are the parent's
+half):
 
-- parent to worker: `[(token, item), ...]`, each `item` being the pickle (`dumps`) of
-  `(TaskCall, upstream_states)`; an empty list asks the worker to exit.
-- worker to parent: `[(token, state_bytes, traceback_text), ...]` for the runs done
-  since the last reply; a reply is sent when the batch is done, or sooner once
-  `FLUSH_SECONDS` have passed, so that a slow batch reports as it goes.
-- before its first batch the worker sends `[("ready", None, None)]`, or
-  `[("init-failed", None, traceback_text)]` if the initializer raised.
+- parent to worker: a batch, the standard pickle of `(tasks, numbers, wires)`:
+  `tasks` is a tuple of tasks each pickled once (`dumps`), `numbers` the run numbers
+  of the batch, and `wires` one `dumps` of the list of runs, each
+  `(task_index, info, parameters, slotted, required, upstream_runs, upstream_states)`
+  (a `RunSpec` wire form with its task replaced by an index into `tasks`). The tasks
+  travel apart so that a task pickled by value costs one pickle per batch and the runs
+  stay on the fast standard pickler. An empty message asks the worker to exit.
+- worker to parent: the standard pickle of `(done, others, split)` for the runs
+  finished since the last reply: `done` holds `(number, value, attempt, started,
+  timestamp)` for each run that COMPLETED with a value of a plain builtin type,
+  `others` holds `(number, state, traceback_text)` for the rest, `state` being the
+  `dumps` of the state's fields (so that a state that cannot be unpickled in the parent
+  fails its run alone), and `split` the numbers of a batch whose runs could not be
+  unpickled together (the parent sends them again one by one). A reply goes when the
+  batch is done, or sooner once `FLUSH_SECONDS` have passed.
+- before its first batch the worker sends `READY`, or `INIT_FAILED` followed by the
+  traceback text if the initializer raised.
 
-`progress` (shared memory) holds the token of the run being executed, so that the
-parent knows which run a dead worker was executing.
+`progress` (shared memory) holds the number of the run being executed (-1 between
+runs), so that the parent knows which run a dead worker was executing.
 """
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import signal
 import time
@@ -23,12 +35,32 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-import cloudpickle
-
-from taskrunners import State, StateType
+from taskrunners import State, StateType, Task, TaskRunner
+from taskrunners.lowlevel import RunSpec, dumps, loads
 
 #: A worker reports finished runs at least this often while a batch is in progress.
 FLUSH_SECONDS = 0.02
+#: The first bytes of the worker's control messages (a reply starts with pickle's
+#: protocol marker, b"\x80").
+READY = b"R"
+INIT_FAILED = b"I"
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_COMPLETED = StateType.COMPLETED
+#: Values sent back inside the reply itself; others are pickled one by one.
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+#: Tasks loaded in this worker, by their pickle (a batch sends each task it uses).
+_TASKS: dict[bytes, Task[Any, Any]] = {}
+_TASKS_MAX = 256
+
+#: One run in a batch: `(task_index, info, parameters, slotted, required, upstream_runs, upstream_states)`.
+Wire = tuple[int, tuple[Any, ...], dict[str, Any], tuple[str, ...], frozenset[int], tuple[Any, ...], Any]
+#: A reply: `(done, others, split)` (see the module's docstring).
+Reply = tuple[
+    list[tuple[int, Any, int, "float | None", float]],
+    list[tuple[int, bytes, "str | None"]],
+    list[int],
+]
 
 
 class RemoteError(Exception):
@@ -43,102 +75,127 @@ class RemoteError(Exception):
         self.type_name = type_name
 
 
-def dumps(value: Any) -> bytes:
-    """Pickle `value`: with the fast standard pickler where it can, else cloudpickle.
-
-    cloudpickle is used as soon as a module is registered to travel by value, since
-    the standard pickler would send its objects by reference.
-    """
-    if not _by_value_registry():
-        try:
-            return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            pass
-    return cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-
-
-def _by_value_registry() -> Any:
-    registry = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", None)
-    return cloudpickle.list_registry_pickle_by_value() if registry is None else registry
-
-
 def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
-    """The worker process's main loop."""
+    """The worker process's main loop.
+
+    `setup` is the pickle of `(initializer, initargs, preload)`, `preload` naming
+    modules to import before the worker reports ready (cloudpickle, when runs will
+    likely need it to load their tasks: an import on the first run would delay it).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the flow's to handle
     try:
         # Inside the `try`: an initializer that cannot be unpickled here is reported
         # like one that raises, not as a worker that silently failed to start.
-        initializer, initargs = cloudpickle.loads(setup)
+        initializer, initargs, preload = loads(setup)
+        for module in preload:
+            importlib.import_module(module)
         if initializer is not None:
             initializer(*initargs)
     except BaseException:
-        conn.send_bytes(pickle.dumps([("init-failed", None, traceback.format_exc())]))
+        conn.send_bytes(INIT_FAILED + traceback.format_exc().encode("utf-8", "replace"))
         return
     from taskrunners_threads import ThreadPoolTaskRunner
 
     # Runs that a task submits from inside this worker run here, in threads.
-    nested = ThreadPoolTaskRunner()
-    nested.__enter__()
-    conn.send_bytes(pickle.dumps([("ready", None, None)]))
+    with ThreadPoolTaskRunner() as nested:
+        conn.send_bytes(READY)
+        try:
+            while True:
+                try:
+                    message = conn.recv_bytes()
+                except EOFError:
+                    break
+                if not message:
+                    break
+                _run_batch(conn, progress, message, nested)
+        finally:
+            conn.close()
+
+
+def _run_batch(conn: Connection, progress: Any, message: bytes, nested: TaskRunner) -> None:
+    blobs, numbers, payload = pickle.loads(message)
+    done: list[Any] = []
+    others: list[Any] = []
     try:
-        while True:
-            try:
-                batch = pickle.loads(conn.recv_bytes())
-            except EOFError:
-                break
-            if not batch:
-                break
-            _run_batch(conn, progress, batch, nested)
-    finally:
-        nested.__exit__(None, None, None)
-        conn.close()
-
-
-def _run_batch(conn: Connection, progress: Any, batch: list[tuple[int, bytes]], nested: Any) -> None:
-    replies = []
+        wires: list[Wire] = loads(payload)
+    except BaseException as exc:
+        if len(numbers) > 1:  # find the culprit: the parent sends the runs one by one
+            conn.send_bytes(pickle.dumps(([], [], list(numbers)), _PROTOCOL))
+        else:
+            others.append((numbers[0], _unloadable(exc), None))
+            conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+        return
+    tasks = [_load_task(blob) for blob in blobs]
+    execute = RunSpec.execute
     flushed = time.monotonic()
-    for token, item in batch:
-        progress.value = token
-        replies.append(_run_one(token, item, nested))
+    for index, info, parameters, slotted, required, upstream_runs, states in wires:
+        number = info[0]
+        task = tasks[index]
+        if isinstance(task, BaseException):
+            others.append((number, _unloadable(task), None))
+            continue
+        progress.value = number
+        spec = RunSpec.from_wire((task, info, parameters, slotted, required, upstream_runs))
+        state = execute(spec, states, None, nested)
+        if nested.open_runs():
+            nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
+        if state.type is _COMPLETED and type(state.result()) in _PLAIN and state.name == "Completed":
+            done.append((number, state.result(), state.attempt, state.started, state.timestamp))
+        else:
+            others.append(_other(spec, number, state))
         now = time.monotonic()
         if now - flushed > FLUSH_SECONDS:
-            conn.send_bytes(pickle.dumps(replies))
-            replies = []
+            conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+            done, others = [], []
             flushed = now
     progress.value = -1
-    if replies:
-        conn.send_bytes(pickle.dumps(replies))
+    if done or others:
+        conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
 
 
-def _run_one(token: int, item: bytes, nested: Any) -> tuple[int, bytes, str | None]:
-    try:
-        call, states = pickle.loads(item)
-    except BaseException as exc:
-        error = RuntimeError(
-            f"the worker process could not unpickle the run: {type(exc).__name__}: {exc}. A task and "
-            "its arguments must be importable or picklable by value in the worker."
-        )
-        return token, dumps(State(StateType.FAILED, exception=error)), None
-    state = call.execute(states, runner=nested)
-    nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
+def _load_task(blob: bytes) -> Task[Any, Any] | BaseException:
+    task = _TASKS.get(blob)
+    if task is None:
+        try:
+            task = loads(blob)
+        except BaseException as exc:
+            return exc
+        if len(_TASKS) >= _TASKS_MAX:
+            _TASKS.clear()
+        _TASKS[blob] = task
+    return task
+
+
+def _unloadable(exc: BaseException) -> bytes:
+    error = RuntimeError(
+        f"the worker process could not unpickle the run: {type(exc).__name__}: {exc}. A task and "
+        "its arguments must be importable or picklable by value in the worker."
+    )
+    return dumps(tuple_fields(State(StateType.FAILED, exception=error)))
+
+
+def _other(spec: RunSpec, number: int, state: State[Any]) -> tuple[int, bytes, str | None]:
+    """The reply entry of a run that did not complete with a plain value."""
     text = None
     if state.exception is not None:
         text = "".join(traceback.format_exception(state.exception))
-    return token, _dump_state(call, state), text
-
-
-def _dump_state(call: Any, state: State[Any]) -> bytes:
     try:
-        return dumps(state)
+        return number, dumps(tuple_fields(state)), text
     except Exception as exc:
         if state.exception is None:
             error: BaseException = TypeError(
-                f"task {call.info.task_name!r} returned a value that cannot be pickled to send it "
+                f"task {spec.info.task_name!r} returned a value that cannot be pickled to send it "
                 f"back from the worker process: {type(exc).__name__}: {exc}. Return something "
                 "picklable (plain data), or keep the object inside the task."
             )
         else:
             original = state.exception
             error = RemoteError(f"{type(original).__module__}.{type(original).__qualname__}", str(original))
-        return dumps(State(StateType.FAILED, exception=error, attempt=state.attempt, started=state.started))
+        failed: State[Any] = State(StateType.FAILED, exception=error, attempt=state.attempt, started=state.started)
+        return number, dumps(tuple_fields(failed)), text
 
+
+def tuple_fields(state: State[Any]) -> tuple[Any, ...]:
+    """The fields of `state` as a plain tuple, its type as the string value."""
+    fields = state.fields()
+    return (fields.type.value, *fields[1:])
