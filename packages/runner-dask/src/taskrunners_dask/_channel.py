@@ -42,7 +42,7 @@ _STOP = object()
 class Record:
     """One run in flight on the cluster, until its final state is known."""
 
-    __slots__ = ("args", "done", "evented", "finished_scans", "key", "native", "options", "run", "runner")
+    __slots__ = ("args", "evented", "finished_scans", "key", "native", "options", "run", "runner")
 
     def __init__(
         self, runner: DaskTaskRunner, run: PreparedRun, args: tuple[Any, ...], options: Mapping[str, Any]
@@ -55,7 +55,11 @@ class Record:
         self.native: distributed.Future[Any] | None = None
         self.evented = False  # its report reached the client
         self.finished_scans = 0  # scans that saw its Dask task finished, without a report
-        self.done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the run is final (it may have been crashed without a report)."""
+        return self.run.future.done()
 
 
 class Channel:
@@ -67,8 +71,7 @@ class Channel:
     def __init__(self, client: distributed.Client, topic: str) -> None:
         self.client = client
         self.topic = topic
-        self.records: dict[int, Record] = {}
-        self.lock = threading.Lock()
+        self.records: dict[int, Record] = {}  # by run number: dict operations are atomic
         self._queue: SimpleQueue[tuple[Any, Any]] = SimpleQueue()
         self._closed = False
         self._scanner: Any = None
@@ -200,12 +203,8 @@ class Channel:
         return state
 
     def complete(self, record: Record, state: State[Any]) -> None:
-        """Make `state` the final state of `record`'s run (once; later calls do nothing)."""
-        with self.lock:
-            if record.done:
-                return
-            record.done = True
-            self.records.pop(record.run.info.number, None)
+        """Make `state` the final state of `record`'s run (unless it is final already)."""
+        self.records.pop(record.run.info.number, None)
         record.args = ()
         record.run.set_state(state)
 

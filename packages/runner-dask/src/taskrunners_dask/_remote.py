@@ -16,6 +16,7 @@ from the worker's thread pool, so that waiting tasks never hold every slot.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -102,17 +103,12 @@ def _sizeof_state(state: State[Any]) -> int:
     return 256 + (int(sizeof(data)) if data is not None else 0)
 
 
-_sizeof_registered = False
-
-
+@functools.cache
 def register_sizeof() -> None:
     """Tell Dask what a `State` weighs (once per process)."""
-    global _sizeof_registered
-    if not _sizeof_registered:
-        from dask.sizeof import sizeof
+    from dask.sizeof import sizeof
 
-        sizeof.register(State)(_sizeof_state)
-        _sizeof_registered = True
+    sizeof.register(State)(_sizeof_state)
 
 
 if "dask" in sys.modules:  # on a worker (unpickling a run): Dask is loaded already
@@ -133,7 +129,8 @@ def encode(state: State[Any]) -> bytes:
     inline = type(data) in _ALWAYS_INLINE or _small(data)
     blob: bytes | None = None
     for with_data in (True, False) if inline else (False,):
-        for error in (exception, _stand_in(exception)):
+        for stand_in in (False, True):
+            error = _stand_in(exception) if stand_in else exception
             blob = _dumps((fields.type.value, *fields[1:6], data if with_data else None, error, with_data))
             if blob is not None:
                 break

@@ -183,8 +183,7 @@ class DaskTaskRunner(TaskRunner):
         with contextlib.ExitStack() as undo:
             undo.callback(self._close, False)  # a failed start closes what it started
             if self.address is None:
-                cluster_class = _cluster_class(self.cluster_class)
-                self._cluster = cluster_class(**_cluster_kwargs(cluster_class, self.cluster_kwargs))
+                self._cluster = _start_cluster(self.cluster_class, self.cluster_kwargs)
                 if self.adapt_kwargs:
                     _adapt(self._cluster, self.adapt_kwargs)
             target = self.address if self._cluster is None else self._cluster
@@ -214,21 +213,14 @@ class DaskTaskRunner(TaskRunner):
     def take_back_unstarted(self) -> list[PreparedRun]:
         """On interrupt: cancel the Dask tasks of the open runs and hand the runs back
         to be crashed."""
-        channel, client = self._channel, self._client
-        if channel is None or client is None:
-            return []
-        with channel.lock:
-            mine = [r for r in channel.records.values() if r.runner is self]
-            for record in mine:
-                record.done = True
-                del channel.records[record.run.info.number]
-        natives = [r.native for r in mine if r.native is not None]
+        runs, client = self.open_runs(), self._client
+        natives = [run.future.native for run in runs if run.future.native is not None]
         try:
-            if natives:
+            if natives and client is not None:
                 client.cancel(natives)
         except Exception:  # the client is going: the runs end CRASHED all the same
             logger.warning("could not cancel %d Dask tasks", len(natives), exc_info=True)
-        return [r.run for r in mine]
+        return runs
 
     def shutdown(self, interrupted: bool) -> None:
         self._close(fetch_values=not interrupted)
@@ -312,15 +304,17 @@ class DaskTaskRunner(TaskRunner):
         """Hand the runs of `records` to Dask (with the same options); a re-sent run
         gets a new key (the old one may be erred), and may go as another `spec`."""
         client, channel = self._client, self._channel
+        records = [r for r in records if not r.done]  # not those crashed meanwhile (an interrupt)
+        if not records:
+            return
         if client is None or channel is None:
             for record in records:
                 record.run.crash("the runner shut down before the run could start")
             return
-        with channel.lock:
-            for record in records:
-                info = record.run.info
-                record.key = f"{info.task_name}-{(uuid.uuid4() if record.key else info.id).hex}"
-                channel.records[info.number] = record
+        for record in records:
+            info = record.run.info
+            record.key = f"{info.task_name}-{(uuid.uuid4() if record.key else info.id).hex}"
+            channel.records[info.number] = record
         first, topic = records[0], channel.topic
         options: dict[str, Any] = {"pure": False, **first.options}
         try:
@@ -343,6 +337,8 @@ class DaskTaskRunner(TaskRunner):
 
     def _native_done(self, channel: Channel, record: Record, native: distributed.Future[Any]) -> None:
         """In the channel's thread: the Dask task of `record` ended without a report."""
+        from distributed.scheduler import KilledWorker
+
         if record.done or record.evented or native is not record.native:
             return
         status = native.status
@@ -368,7 +364,7 @@ class DaskTaskRunner(TaskRunner):
                     self._resend(channel, record, run.final_upstreams(self, _on_cluster))
 
             run.when_ready(again)
-        elif _is_killed_worker(error):
+        elif isinstance(error, KilledWorker):
             self._lost_with_worker(channel, record, error)
         else:
             reason = (
@@ -451,47 +447,35 @@ def _on_cluster(native: distributed.Future[Any]) -> bool:
     return bool(native.status == "finished")
 
 
-def _is_killed_worker(error: BaseException | None) -> bool:
-    from distributed.scheduler import KilledWorker
-
-    return isinstance(error, KilledWorker)
-
-
-def _cluster_class(spec: str | type | None) -> Any:
-    if spec is None:
-        from distributed import LocalCluster
-
-        return LocalCluster
-    if not isinstance(spec, str):
-        return spec
-    module_name, _, name = spec.replace(":", ".").rpartition(".")
-    if not module_name:
-        raise ValueError(f"cluster_class {spec!r} is not a dotted name such as 'distributed.LocalCluster'")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
-        raise ImportError(
-            f"cannot import {name!r} from {module_name!r} for cluster_class={spec!r}: {exc}. Install "
-            "the package that provides the cluster class."
-        ) from exc
-
-
-def _cluster_kwargs(cluster_class: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """`given`, with the defaults of a temporary LocalCluster."""
+def _start_cluster(spec: str | type | None, given: dict[str, Any]) -> Any:
+    """Start the cluster that `cluster_class` names, with the LocalCluster defaults."""
     from distributed import LocalCluster
 
+    cluster_class: Any = LocalCluster if spec is None else spec
+    if isinstance(spec, str):
+        module_name, _, name = spec.replace(":", ".").rpartition(".")
+        if not module_name:
+            raise ValueError(f"cluster_class {spec!r} is not a dotted name like 'distributed.LocalCluster'")
+        try:
+            cluster_class = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError) as exc:
+            raise ImportError(
+                f"cannot import {name!r} from {module_name!r} for cluster_class={spec!r}: {exc}. "
+                "Install the package that provides the cluster class."
+            ) from exc
     kwargs = dict(given)
-    if not (isinstance(cluster_class, type) and issubclass(cluster_class, LocalCluster)):
-        return kwargs
-    for name, value in LOCAL_DEFAULTS.items():
-        if name == "host" and kwargs.get("processes") is False and "protocol" not in kwargs:
-            continue  # workers in this process talk in memory (inproc://), no host
-        kwargs.setdefault(name, value)
-    kwargs["scheduler_kwargs"] = {**LOCAL_SCHEDULER_DEFAULTS, **kwargs.get("scheduler_kwargs", {})}
-    return kwargs
+    if isinstance(cluster_class, type) and issubclass(cluster_class, LocalCluster):
+        for key, value in LOCAL_DEFAULTS.items():
+            if key == "host" and kwargs.get("processes") is False and "protocol" not in kwargs:
+                continue  # workers in this process talk in memory (inproc://), no host
+            kwargs.setdefault(key, value)
+        kwargs["scheduler_kwargs"] = {**LOCAL_SCHEDULER_DEFAULTS, **kwargs.get("scheduler_kwargs", {})}
+    return cluster_class(**kwargs)
 
 
 def _adapt(cluster: Any, adapt_kwargs: dict[str, Any]) -> None:
+    """`cluster.adapt(**adapt_kwargs)`, awaited if it is a coroutine."""
+    import asyncio
     import inspect
 
     outcome = cluster.adapt(**adapt_kwargs)
@@ -504,8 +488,6 @@ def _adapt(cluster: Any, adapt_kwargs: dict[str, Any]) -> None:
         if sync is not None:
             sync(wait)
         else:
-            import asyncio
-
             asyncio.run(wait())
 
 
