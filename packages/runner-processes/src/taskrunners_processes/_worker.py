@@ -33,10 +33,13 @@ import signal
 import time
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskrunners import State, StateType, Task, TaskRunner
-from taskrunners.lowlevel import RunSpec, dumps, loads
+from taskrunners import State, StateType, Task, TaskRunInfo
+from taskrunners.lowlevel import RunSpec, dumps, loads, using_runner
+
+if TYPE_CHECKING:
+    from ._nested import NestedRunner
 
 #: A worker reports finished runs at least this often while a batch is in progress.
 FLUSH_SECONDS = 0.02
@@ -94,10 +97,10 @@ def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
     except BaseException:
         conn.send_bytes(INIT_FAILED + traceback.format_exc().encode("utf-8", "replace"))
         return
-    from taskrunners_threads import ThreadPoolTaskRunner
+    from ._nested import NestedRunner
 
     # Runs that a task submits from inside this worker run here, in threads.
-    with ThreadPoolTaskRunner() as nested:
+    with NestedRunner() as nested, using_runner(nested):
         conn.send_bytes(READY)
         try:
             while True:
@@ -112,7 +115,7 @@ def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
             conn.close()
 
 
-def _run_batch(conn: Connection, progress: Any, message: bytes, nested: TaskRunner) -> None:
+def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRunner) -> None:
     blobs, numbers, payload = pickle.loads(message)
     done: list[Any] = []
     others: list[Any] = []
@@ -127,6 +130,7 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: TaskRunn
         return
     tasks = [_load_task(blob) for blob in blobs]
     execute = RunSpec.execute
+    run_info = TaskRunInfo.from_wire
     flushed = time.monotonic()
     for index, info, parameters, slotted, required, upstream_runs, states in wires:
         number = info[0]
@@ -135,10 +139,13 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: TaskRunn
             others.append((number, _unloadable(task), None))
             continue
         progress.value = number
-        spec = RunSpec.from_wire((task, info, parameters, slotted, required, upstream_runs))
-        state = execute(spec, states, None, nested)
-        if nested.open_runs():
+        # The wire's pieces are already a tuple and a frozenset: build the spec directly.
+        upstream = tuple(run_info(run) for run in upstream_runs) if upstream_runs else ()
+        spec = RunSpec(task, run_info(info), parameters, slotted, required, upstream)
+        state = execute(spec, states)  # `nested` is current: tasks submit to it
+        if nested.submitted:
             nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
+            nested.submitted = 0
         if state.type is _COMPLETED and type(state.result()) in _PLAIN and state.name == "Completed":
             done.append((number, state.result(), state.attempt, state.started, state.timestamp))
         else:
