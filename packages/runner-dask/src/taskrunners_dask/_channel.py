@@ -74,19 +74,21 @@ class Channel:
         self.records: dict[int, Record] = {}  # by run number: dict operations are atomic
         self._queue: SimpleQueue[tuple[Any, Any]] = SimpleQueue()
         self._closed = False
-        self._scanner: Any = None
         self._thread = threading.Thread(
             target=self._finish_reports, name=f"taskrunners-dask-{client.id}", daemon=True
         )
         self._thread.start()
         client.subscribe_topic(self.topic, self._on_event)
+        from tornado.ioloop import PeriodicCallback
+
+        self._scanner = PeriodicCallback(self._scan, SCAN_INTERVAL * 1000)
         loop = client.loop
         assert loop is not None
-        loop.add_callback(self._start_scanning)
+        loop.add_callback(self._scanner.start)  # runs on the client's event loop
 
     @classmethod
-    def of(cls, client: distributed.Client, lasting: bool = False) -> tuple[Channel, bool]:
-        """The channel of `client`, and whether this call made it.
+    def of(cls, client: distributed.Client, lasting: bool = False) -> Channel:
+        """The channel of `client` (made on first use).
 
         A flow's channel listens on the client's own topic, whose events the scheduler
         drops after the client has gone; the channel unsubscribes before its client
@@ -96,11 +98,10 @@ class Channel:
         """
         with cls._registry_lock:
             channel = cls._registry.get(client.id)
-            if channel is not None:
-                return channel, False
-            topic = f"taskrunners-{client.id}" if lasting else client.id
-            channel = cls._registry[client.id] = cls(client, topic)
-            return channel, True
+            if channel is None:
+                topic = f"taskrunners-{client.id}" if lasting else client.id
+                channel = cls._registry[client.id] = cls(client, topic)
+            return channel
 
     def close(self) -> None:
         """Stop listening (the runs must all be final)."""
@@ -124,16 +125,9 @@ class Channel:
     # every `SCAN_INTERVAL` seconds: cheaper than a done-callback per run, which would
     # cost a task on the event loop and a hop to Dask's callback thread for every run.
 
-    def _start_scanning(self) -> None:
-        from tornado.ioloop import PeriodicCallback
-
-        self._scanner = PeriodicCallback(self._scan, SCAN_INTERVAL * 1000)
-        self._scanner.start()
-
     def _scan(self) -> None:
         if self._closed:
-            if self._scanner is not None:
-                self._scanner.stop()
+            self._scanner.stop()
             return
         for record in list(self.records.values()):
             native = record.native

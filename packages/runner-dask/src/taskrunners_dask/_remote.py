@@ -1,13 +1,12 @@
 """What runs on the Dask worker: one task run, and the report of its final state.
 
 The Dask task of a run calls `run` with the `RunSpec`, the topic of the submitting
-client, and the upstream runs' final `State`s in a tuple: Dask puts
-the value of each upstream `distributed.Future` in place (the upstream's `State`), so
-data moves from worker to worker. `run` executes the spec with the engine, then
-*reports* the final state to the submitting client as a Dask event on that client's
-topic: a small message with the state's fields, the value only when it is small. The
-value itself stays on the worker as the Dask task's result, for downstream runs and
-for the client to fetch when someone reads it.
+client, and the upstream runs' final `State`s (Dask puts each upstream Dask task's
+result, its `State`, in place of its `distributed.Future`: data moves worker to
+worker). `run` executes the spec, then *reports* the final state to the client as a
+Dask event on its topic: the state's fields, with the value only when it is small. The
+value stays on the worker as the Dask task's result, for downstream runs and for the
+client to fetch when someone reads it.
 
 While the task waits on another run (a nested submission), the worker thread secedes
 from the worker's thread pool, so that waiting tasks never hold every slot.

@@ -105,7 +105,6 @@ class DaskTaskRunner(TaskRunner):
         self._client: distributed.Client | None = None
         self._cluster: Any = None
         self._channel: Channel | None = None
-        self._owns_channel = False
         self._worker_side = False
         self._deferred: weakref.WeakSet[DeferredState[Any]] = weakref.WeakSet()
         self._suspects_lock = threading.Lock()
@@ -188,7 +187,7 @@ class DaskTaskRunner(TaskRunner):
                     _adapt(self._cluster, self.adapt_kwargs)
             target = self.address if self._cluster is None else self._cluster
             self._client = client = Client(target, **{"set_as_default": False, **self.client_kwargs})
-            self._channel, self._owns_channel = Channel.of(client)
+            self._channel = Channel.of(client)  # a new client: a channel of its own
             undo.pop_all()
         if self._cluster is None:
             where = f"Connected to the Dask scheduler at {self.address}"
@@ -206,7 +205,7 @@ class DaskTaskRunner(TaskRunner):
 
         client = get_client()
         self.address = getattr(client.scheduler, "address", None)
-        self._channel, _ = Channel.of(client, lasting=True)
+        self._channel = Channel.of(client, lasting=True)
         self._client = client
         return client
 
@@ -231,7 +230,7 @@ class DaskTaskRunner(TaskRunner):
         if self._worker_side:
             return  # the worker's client outlives the task
         with contextlib.ExitStack() as closing:  # closes each, last first, even if one fails
-            for resource in (cluster, client, channel if self._owns_channel else None):
+            for resource in (cluster, client, channel):
                 if resource is not None:
                     closing.callback(resource.close)
             if fetch_values and client is not None:
@@ -361,7 +360,7 @@ class DaskTaskRunner(TaskRunner):
             # send this one again once the upstream runs are final, with their states.
             def again(_: PreparedRun) -> None:
                 if not record.done:
-                    self._resend(channel, record, run.final_upstreams(self, _on_cluster))
+                    self._resend(record, run.final_upstreams(self, _on_cluster))
 
             run.when_ready(again)
         elif isinstance(error, KilledWorker):
@@ -393,17 +392,17 @@ class DaskTaskRunner(TaskRunner):
         if not isolated:
             logger.info("the Dask worker running %s died; running it again on its own", run.info.name)
             if start:
-                self._isolate_next(channel)
+                self._isolate_next()
         elif run.count_loss():
             name = run.info.name
             logger.info("the worker running %s died again; retrying it (its task allows retries)", name)
             task = run.task.with_options(retries=run.task.retries - run.losses)
-            self._resend(channel, record, record.args, run.spec.with_task(task))
+            self._resend(record, record.args, run.spec.with_task(task))
         else:
             reason = "the Dask worker running it died, and again when it ran alone"
             channel.complete(record, run.spec.crashed(reason, error))
 
-    def _isolate_next(self, channel: Channel) -> None:
+    def _isolate_next(self) -> None:
         """Re-send the next suspect, unless one is out already or none waits."""
         while True:
             with self._suspects_lock:
@@ -414,28 +413,19 @@ class DaskTaskRunner(TaskRunner):
                 with self._suspects_lock:
                     self._isolated = None
                 continue
-            record.run.future.add_done_callback(partial(self._isolation_over, channel, record))
-            self._resend(channel, record, record.args)
+            record.run.future.add_done_callback(partial(self._isolation_over, record))
+            self._resend(record, record.args)
             return
 
-    def _isolation_over(self, channel: Channel, record: Record, _: Any = None) -> None:
+    def _isolation_over(self, record: Record, _: Any = None) -> None:
         with self._suspects_lock:
             if self._isolated is record:
                 self._isolated = None
-        self._isolate_next(channel)
+        self._isolate_next()
 
-    def _resend(
-        self, channel: Channel, record: Record, args: tuple[Any, ...], spec: RunSpec | None = None
-    ) -> None:
+    def _resend(self, record: Record, args: tuple[Any, ...], spec: RunSpec | None = None) -> None:
         """Send `record`'s run again, as a new Dask task (the old key may be erred)."""
-        run = record.run
-        if self._client is None:
-            reason = "the runner shut down before the run could be sent again"
-            channel.complete(record, run.spec.crashed(reason))
-            return
-        record.args = args
-        record.evented = False
-        record.finished_scans = 0
+        record.args, record.evented, record.finished_scans = args, False, 0
         self._send_many([record], spec)
 
 
