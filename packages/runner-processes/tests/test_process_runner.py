@@ -149,6 +149,18 @@ def test_an_unpicklable_argument_fails_that_run_naming_the_task_and_parameter() 
     assert value == 42
 
 
+def test_an_unpicklable_argument_in_a_map_fails_that_run_alone() -> None:
+    def body() -> Any:
+        return [f.result(raise_on_failure=False) for f in length.map([[1], threading.Lock(), "ab"] * 20)]
+
+    results = run(ProcessPoolTaskRunner(max_workers=2), body)
+    for index, result in enumerate(results):
+        if index % 3 == 1:
+            assert isinstance(result, TypeError) and "argument 'value' cannot be pickled" in str(result)
+        else:
+            assert result == [1, None, 2][index % 3]
+
+
 def test_an_unpicklable_result_fails_that_run_with_a_clear_error() -> None:
     def body() -> Any:
         return make_lock.submit().result(raise_on_failure=False), double.submit(1).result()

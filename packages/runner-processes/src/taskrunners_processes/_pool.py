@@ -59,6 +59,17 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
+class _Packet:
+    """Runs pickled as one batch ahead of time, in the thread that queued them (`map`
+    does it while the workers start, so that the dispatcher only sends it)."""
+
+    __slots__ = ("runs", "message")
+
+    def __init__(self, runs: list[PreparedRun], message: bytes) -> None:
+        self.runs = runs
+        self.message = message
+
+
 class _Worker:
     __slots__ = ("process", "conn", "progress", "batch", "ready", "dead")
 
@@ -98,7 +109,8 @@ class WorkerPool:
         self._on_broken = on_broken
         self._unpicklable = unpicklable
         self._lock = threading.Lock()
-        self._queue: deque[PreparedRun] = deque()
+        self._queue: deque[PreparedRun | _Packet] = deque()
+        self._queued = 0  # runs in the queue (a packet holds many)
         self._workers: list[_Worker] = []
         self._in_flight = 0  # runs sent to workers and not yet reported
         self._closed = False
@@ -138,9 +150,27 @@ class WorkerPool:
     def submit(self, runs: list[PreparedRun]) -> None:
         """Queue runs whose upstream runs are final; the dispatcher moves their futures
         to their final states (maybe before this returns)."""
+        self._put(runs, runs)
+
+    def submit_packed(self, runs: list[PreparedRun]) -> None:
+        """`submit`, pickling the runs into batches first, here: for many runs at once.
+
+        Runs that cannot be pickled end FAILED here.
+        """
+        size = max(1, min(MAX_BATCH, (len(runs) + self._queued) // (2 * self.max_workers)))
+        packets: list[_Packet] = []
+        for start in range(0, len(runs), size):
+            message, sent, failed = self._pack(runs[start : start + size], {})
+            self._fail_unpicklable(failed)
+            if message is not None:
+                packets.append(_Packet(sent, message))
+        self._put(packets, [run for packet in packets for run in packet.runs])
+
+    def _put(self, items: list[PreparedRun] | list[_Packet], runs: list[PreparedRun]) -> None:
         with self._lock:
             if self._broken is None and not self._closed:
-                self._queue.extend(runs)
+                self._queue.extend(items)
+                self._queued += len(runs)
                 self._wake()
                 return
             reason = self._broken if self._broken is not None else "the runner shut down"
@@ -151,8 +181,9 @@ class WorkerPool:
     def cancel_queued(self) -> list[PreparedRun]:
         """Take back the runs not yet sent to a worker."""
         with self._lock:
-            runs = list(self._queue)
+            runs = _flatten(self._queue)
             self._queue.clear()
+            self._queued = 0
         return runs
 
     def close(self, wait: bool = True) -> None:
@@ -192,8 +223,8 @@ class WorkerPool:
                         break
                     sends, missing = self._plan()
                 freed = False
-                for worker, runs in sends:
-                    freed = not self._send(worker, runs) or freed
+                for worker, runs, message in sends:
+                    freed = not self._send(worker, runs, message) or freed
                 for _ in range(missing):
                     self._spawn()
                 if freed:
@@ -220,23 +251,23 @@ class WorkerPool:
             return wait(waitables)
         return [key.data for key, _ in self._selector.select()]
 
-    def _plan(self) -> tuple[list[tuple[_Worker, list[PreparedRun]]], int]:  # with self._lock held
+    def _plan(self) -> tuple[list[tuple[_Worker, list[PreparedRun], bytes | None]], int]:  # with self._lock held
         """Take batches off the queue for the workers that can take one; return them
         and how many workers to start.
 
         With few runs waiting a batch is one run, and a worker busy with one run takes
         no second; with many, a worker holds up to two more batches while it runs the
-        current one, so that it never waits for the next batch.
+        current one, so that it never waits for the next batch. A packet goes whole.
         """
         queue = self._queue
-        queued = len(queue)
+        queued = self._queued
         if not queued:
             return [], 0
         alive = [w for w in self._workers if not w.dead]
         starting = sum(1 for w in alive if not w.ready)
         size = max(1, min(MAX_BATCH, queued // (2 * self.max_workers)))
         limit = 1 if size == 1 else 2 * size  # the most runs outstanding on a worker that takes more
-        sends: list[tuple[_Worker, list[PreparedRun]]] = []
+        sends: list[tuple[_Worker, list[PreparedRun], bytes | None]] = []
         idle = 0
         for worker in alive:
             if not worker.ready or len(worker.batch) >= limit:
@@ -246,33 +277,62 @@ class WorkerPool:
             if not queue:
                 continue
             batch = worker.batch
-            if self._solo:
-                runs = self._take_with_solo(size)
+            head = queue.popleft()
+            if isinstance(head, _Packet):
+                runs, message = head.runs, head.message
             else:
-                runs = [queue.popleft() for _ in range(min(size, len(queue)))]
+                runs, message = self._take(head, size), None
             for run in runs:
                 batch[run.info.number] = run
             self._in_flight += len(runs)
-            sends.append((worker, runs))
+            self._queued -= len(runs)
+            sends.append((worker, runs, message))
         missing = max(0, min(queued - idle - starting, self.max_workers - len(alive)))
         return sends, missing
 
-    def _take_with_solo(self, size: int) -> list[PreparedRun]:  # with self._lock held
-        """Up to `size` runs off the queue, but a run marked solo only on its own."""
+    def _take(self, first: PreparedRun, size: int) -> list[PreparedRun]:  # with self._lock held
+        """`first` and the runs after it in the queue, up to `size` runs in all, up to the
+        next packet; a run marked solo goes on its own."""
         queue, solo = self._queue, self._solo
-        if queue[0].info.number in solo:
-            return [queue.popleft()]
-        runs: list[PreparedRun] = []
-        while queue and len(runs) < size and queue[0].info.number not in solo:
-            runs.append(queue.popleft())
+        runs = [first]
+        if solo and first.info.number in solo:
+            return runs
+        while queue and len(runs) < size:
+            run = queue[0]
+            if isinstance(run, _Packet) or (solo and run.info.number in solo):
+                break
+            queue.popleft()
+            runs.append(run)
         return runs
 
-    def _send(self, worker: _Worker, runs: list[PreparedRun]) -> bool:
-        """Pickle `runs` as one batch and send it; fail the runs that cannot be pickled.
+    def _send(self, worker: _Worker, runs: list[PreparedRun], message: bytes | None) -> bool:
+        """Send `runs` as one batch (pickled now unless `message` is); fail the runs that
+        cannot be pickled. Returns whether every run was sent."""
+        failed: list[tuple[PreparedRun, BaseException]] = []
+        if message is None:
+            message, _, failed = self._pack(runs, self._respec)
+        if failed:
+            self._forget(worker, [run for run, _ in failed])
+            self._fail_unpicklable(failed)
+        if message is not None:
+            try:
+                worker.conn.send_bytes(message)
+            except OSError:
+                pass  # the worker is gone: its sentinel tells, and _lost requeues the batch
+        return not failed
 
-        Returns whether every run was sent.
+    def _fail_unpicklable(self, failed: list[tuple[PreparedRun, BaseException]]) -> None:
+        for run, error in failed:
+            run.set_state(State(StateType.FAILED, exception=self._unpicklable(run.spec, error)))
+
+    def _pack(
+        self, runs: list[PreparedRun], respec: dict[int, RunSpec]
+    ) -> tuple[bytes | None, list[PreparedRun], list[tuple[PreparedRun, BaseException]]]:
+        """The batch message of `runs` (`None` if none can be pickled), the runs in it,
+        and the runs that cannot be pickled with their errors.
+
+        `respec` holds the specs to send instead of some runs' own.
         """
-        respec = self._respec
         blobs: list[bytes] = []
         indices: dict[int, int] = {}
         wires: list[Wire] = []
@@ -305,17 +365,13 @@ class WorkerPool:
             payload = dumps(wires)
         except Exception:
             payload = self._without_unpicklable(runs, wires, failed)
+        if not wires:
+            return None, [], failed
         if failed:
-            self._forget(worker, [run for run, _ in failed])
-            for run, error in failed:
-                run.set_state(State(StateType.FAILED, exception=self._unpicklable(run.spec, error)))
-        if wires:
-            numbers = [wire[1][0] for wire in wires]
-            try:
-                worker.conn.send_bytes(pickle.dumps((tuple(blobs), numbers, payload), _PROTOCOL))
-            except OSError:
-                pass  # the worker is gone: its sentinel tells, and _lost requeues the batch
-        return not failed
+            unsent = {id(run) for run, _ in failed}
+            runs = [run for run in runs if id(run) not in unsent]
+        numbers = [wire[1][0] for wire in wires]
+        return pickle.dumps((tuple(blobs), numbers, payload), _PROTOCOL), runs, failed
 
     def _without_unpicklable(
         self, runs: list[PreparedRun], wires: list[Wire], failed: list[tuple[PreparedRun, BaseException]]
@@ -424,6 +480,7 @@ class WorkerPool:
             if requeue:
                 self._solo.update(run.info.number for run in requeue)
                 self._queue.extendleft(reversed(requeue))
+                self._queued += len(requeue)
         if self._solo or self._start_losses or self._respec:
             for run, _ in finished:
                 self._forget_run(run.info.number)
@@ -477,6 +534,7 @@ class WorkerPool:
         with self._lock:
             self._in_flight -= len(worker.batch)
             self._queue.extendleft(reversed(requeue))
+            self._queued += len(requeue)
         worker.batch.clear()
         for run, reason in crashed:
             self._forget_run(run.info.number)
@@ -514,8 +572,9 @@ class WorkerPool:
             if self._broken is None:
                 self._broken = reason
                 self._broken_cause = cause
-            runs = list(self._queue)
+            runs = _flatten(self._queue)
             self._queue.clear()
+            self._queued = 0
             for worker in self._workers:
                 runs.extend(worker.batch.values())
                 self._in_flight -= len(worker.batch)
@@ -539,6 +598,16 @@ class WorkerPool:
             worker.conn.close()
             worker.process.close()
         self._workers.clear()
+
+
+def _flatten(queue: deque[PreparedRun | _Packet]) -> list[PreparedRun]:
+    runs: list[PreparedRun] = []
+    for item in queue:
+        if isinstance(item, _Packet):
+            runs += item.runs
+        else:
+            runs.append(item)
+    return runs
 
 
 def _dispatcher_failure(exc: BaseException) -> str:

@@ -179,7 +179,7 @@ class ProcessPoolTaskRunner(TaskRunner):
             runs += chunk
             ready = [run for run in chunk if not run.upstream]
             if ready:
-                self._send_all(ready)
+                self._send_all(ready, packed=True)
             waiting = waiting or len(ready) < len(chunk)
         if waiting:
             for run in runs:
@@ -190,13 +190,15 @@ class ProcessPoolTaskRunner(TaskRunner):
     def _send(self, run: PreparedRun) -> None:
         self._send_all([run])
 
-    def _send_all(self, runs: list[PreparedRun]) -> None:
+    def _send_all(self, runs: list[PreparedRun], packed: bool = False) -> None:
         pool = self._pool
         if pool is None:
             for run in runs:
                 run.crash("the runner shut down before the run could start")
-            return
-        pool.submit(runs)
+        elif packed:  # pickled here, into batches, while the workers are busy or starting
+            pool.submit_packed(runs)
+        else:
+            pool.submit(runs)
 
 
 def _preload() -> tuple[str, ...]:
