@@ -42,6 +42,9 @@ MAX_LOSSES = 3
 #: replaced forever, burning CPU while the runs wait.
 MAX_START_FAILURES = 3
 
+#: A worker whose last reply reported this many runs or more runs short tasks.
+_FAST_REPLY = 8
+
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _COMPLETED = StateType.COMPLETED
 _TASK_BLOBS_MAX = 1024
@@ -71,7 +74,7 @@ class _Packet:
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "progress", "batch", "ready", "dead")
+    __slots__ = ("process", "conn", "progress", "batch", "ready", "dead", "fast")
 
     def __init__(self, process: Any, conn: Connection, progress: Any) -> None:
         self.process = process
@@ -81,6 +84,10 @@ class _Worker:
         self.batch: dict[int, PreparedRun] = {}
         self.ready = False
         self.dead = False
+        # Whether its last reply reported many runs: its runs are short, and it may
+        # hold the next batch while it runs one (with long runs that would only keep
+        # runs from idle workers).
+        self.fast = False
 
 
 class WorkerPool:
@@ -255,9 +262,10 @@ class WorkerPool:
         """Take batches off the queue for the workers that can take one; return them
         and how many workers to start.
 
-        With few runs waiting a batch is one run, and a worker busy with one run takes
-        no second; with many, a worker holds up to two more batches while it runs the
-        current one, so that it never waits for the next batch. A packet goes whole.
+        Batches are smaller as fewer runs wait (one run when few do). A worker takes a
+        batch when it is idle or, if its runs are short (`fast`), when it holds fewer
+        runs than a batch: so it never waits for its next batch. A packet goes whole
+        if it is no larger than a batch, else it is split back into runs.
         """
         queue = self._queue
         queued = self._queued
@@ -266,20 +274,23 @@ class WorkerPool:
         alive = [w for w in self._workers if not w.dead]
         starting = sum(1 for w in alive if not w.ready)
         size = max(1, min(MAX_BATCH, queued // (2 * self.max_workers)))
-        limit = 1 if size == 1 else 2 * size  # the most runs outstanding on a worker that takes more
         sends: list[tuple[_Worker, list[PreparedRun], bytes | None]] = []
         idle = 0
         for worker in alive:
-            if not worker.ready or len(worker.batch) >= limit:
+            batch = worker.batch
+            if not worker.ready or (batch and not (worker.fast and len(batch) < size)):
                 continue
-            if not worker.batch:
+            if not batch:
                 idle += 1
             if not queue:
                 continue
-            batch = worker.batch
             head = queue.popleft()
             if isinstance(head, _Packet):
-                runs, message = head.runs, head.message
+                if len(head.runs) <= size:
+                    runs, message = head.runs, head.message
+                else:  # few runs left: smaller batches spread them better
+                    queue.extendleft(reversed(head.runs[1:]))
+                    runs, message = self._take(head.runs[0], size), None
             else:
                 runs, message = self._take(head, size), None
             for run in runs:
@@ -462,6 +473,7 @@ class WorkerPool:
             return
         reply: Reply = pickle.loads(message)
         done, others, split = reply
+        worker.fast = len(done) + len(others) >= _FAST_REPLY
         batch = worker.batch
         finished: list[tuple[PreparedRun, State[Any]]] = []
         from_fields = State.from_fields
