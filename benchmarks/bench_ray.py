@@ -21,7 +21,7 @@ On one local Ray with 2 CPUs, started once (by a `RayTaskRunner` held open, so o
 
 The flows' runners join the running Ray (they neither start nor stop it), so the
 figures are the cost per run, not Ray's start-up. Both sides run the same module-level
-functions (`taskrunners.testing._tasks`; bare Ray wraps the tasks' plain functions).
+functions (`taskrunners.testing.tasks`; bare Ray wraps the tasks' plain functions).
 Jobs run interleaved, in a rotated order each round, after a warm-up; the figure is the
 median over rounds, divided by N. Target: at most 1.2x bare. `--check` exits with
 status 1 on a miss.
@@ -50,7 +50,7 @@ Case = Callable[[int], float]
 def make_cases() -> dict[str, Case]:
     import ray
     from taskrunners import flow
-    from taskrunners.testing import _tasks as t
+    from taskrunners.testing import tasks as t
     from taskrunners_ray import RayTaskRunner
 
     runner = RayTaskRunner()

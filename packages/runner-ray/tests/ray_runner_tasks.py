@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taskrunners import task
-from taskrunners.testing._tasks import signal, wait_signal
+from taskrunners.testing.tasks import signal, wait_signal
 
 
 def _record(path: str) -> None:

@@ -4,46 +4,40 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["remote_options"]
+from taskrunners.lowlevel import RunOptions
 
-#: Options that the runner sets itself and that `remote_options` refuses.
-_RESERVED = {
-    "num_returns": "the runner's remote function returns one object, the run's final state",
-    "retry_exceptions": "the task's own `retries` retry exceptions, inside the run",
-}
+__all__ = ["OPTIONS", "remote_options", "resource_requests"]
 
 #: Options that reserve something on a node: checked against the cluster at submit.
 RESOURCE_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources")
 
 
-class Options:
-    """One merged set of options, with a hashable key for caching Ray's `.options()`."""
+def _validate(options: dict[str, Any]) -> None:
+    """Let Ray check names and values now, rather than at the first submit."""
+    from ._remote import base_function
 
-    __slots__ = ("key", "values")
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
-        try:
-            key: Any = _freeze(values)
-            hash(key)
-        except TypeError:  # an option value that cannot be a key: no caching for it
-            key = None
-        self.key = key
-
-    def requests(self) -> dict[str, Any]:
-        """The resource requests among the options."""
-        return {name: self.values[name] for name in RESOURCE_OPTIONS if name in self.values}
+    try:
+        base_function().options(**options)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"remote_options(): Ray refuses these options: {exc}") from exc
 
 
-_current: ContextVar[Options | None] = ContextVar("taskrunners_ray_options", default=None)
+OPTIONS = RunOptions(
+    "remote_options",
+    refused={
+        "num_returns": "the runner's remote function returns one object, the run's final state",
+        "retry_exceptions": "the task's own `retries` retry exceptions, inside the run",
+    },
+    merge=("resources",),
+    validate=_validate,
+)
 
 
-def current_options() -> Options | None:
-    """The options in force for submits made here, or `None`."""
-    return _current.get()
+def resource_requests(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The resource requests among `values`."""
+    return {name: values[name] for name in RESOURCE_OPTIONS if name in values}
 
 
 @contextlib.contextmanager
@@ -69,7 +63,7 @@ def remote_options(
         memory: Bytes of memory each run reserves (a scheduling hint, not a limit).
         resources: Custom resources each run reserves, by name.
         max_retries: How many times Ray reruns a run whose worker process died; the
-            default is the task's own `retries`.
+            default is the task's own `retries` (each loss counting as an attempt).
         **ray_options: Any other option of Ray's `remote_function.options()`
             (`scheduling_strategy`, `runtime_env`, `label_selector`, `max_calls`,
             `accelerator_type`, ...).
@@ -91,35 +85,5 @@ def remote_options(
     ):
         if value is not None:
             given[name] = value
-    for name, why in _RESERVED.items():
-        if name in given:
-            raise ValueError(f"remote_options() does not accept {name!r}: {why}")
-    outer = _current.get()
-    merged = dict(outer.values) if outer is not None else {}
-    if "resources" in given and "resources" in merged:
-        given["resources"] = {**merged["resources"], **given["resources"]}
-    merged.update(given)
-    _validate(merged)
-    token = _current.set(Options(merged))
-    try:
-        yield dict(merged)
-    finally:
-        _current.reset(token)
-
-
-def _validate(options: dict[str, Any]) -> None:
-    """Let Ray check names and values now, rather than at the first submit."""
-    from ._remote import base_function
-
-    try:
-        base_function().options(**options)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"remote_options(): Ray refuses these options: {exc}") from exc
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
+    with OPTIONS.using(**given) as merged:
+        yield merged

@@ -1,14 +1,14 @@
-"""The one remote function that runs every task run on a Ray worker, and its variants.
+"""What runs on a Ray worker: the one remote function that executes every task run.
 
-`run_remote(call, *upstream)` receives the pickled `TaskCall` and the upstream runs'
+`run_remote(payload, *upstream)` receives the pickled `RunSpec` and the upstream runs'
 pickled final states (Ray resolves the upstream `ObjectRef`s, passed as top-level
-arguments, to those bytes on the worker), executes the call with a worker-side runner
-for nested submission, and returns the final state, pickled: the one object that the
-flow's process watches and downstream runs receive (see `_states` and `_pickling`).
+arguments, to those bytes on the worker), executes the spec with a `RayTaskRunner` of
+the worker for nested submission, and returns the final state, pickled: the one object
+that the flow's process watches and downstream runs receive.
 
 The remote function is made once per process; its variants with Ray options (the
-task's name, its retries, `remote_options`) are made once per distinct set of options
-and kept, so a submit only looks one up.
+task's name, `remote_options`) are made once per distinct set of options and kept,
+so a submit only looks one up.
 """
 
 from __future__ import annotations
@@ -16,39 +16,79 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from taskrunners import State, StateType, TaskCall
+from taskrunners import State, StateType
+from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
 
-from ._options import Options
-from ._pickling import dumps, loads
-from ._states import portable
+__all__ = ["base_function", "on_worker", "portable", "run_remote", "variant"]
 
-__all__ = ["base_function", "run_remote", "variant"]
+#: A failed state larger than this once pickled has its exception replaced by a short one.
+FAILURE_MAX_BYTES = 8 * 1024
 
 _lock = threading.Lock()
 _base: Any = None
 _variants: dict[Any, Any] = {}
+_on_worker: list[bool] = []
+
+
+def on_worker() -> bool:
+    """Whether this process is a Ray worker (a task running here submits runs)."""
+    if not _on_worker:
+        try:
+            from ray._private import worker
+        except ImportError:  # pragma: no cover
+            return False
+        _on_worker.append(getattr(worker.global_worker, "mode", None) == getattr(worker, "WORKER_MODE", object()))
+    return _on_worker[0]
 
 
 def run_remote(payload: bytes, *upstream: bytes) -> bytes:
     """Execute one run on a Ray worker; returns its final state, pickled."""
-    from ._runner import WorkerRayTaskRunner
+    from ._runner import RayTaskRunner
 
-    call: TaskCall = loads(payload)
+    spec: RunSpec = loads(payload)
     states: list[State[Any]] = [loads(data) for data in upstream]
-    with WorkerRayTaskRunner() as runner:
-        state = call.execute(states, runner=runner)
+    runner = RayTaskRunner.for_worker()
+    state = spec.execute(states, runner=runner)
+    if runner.started:  # the task submitted runs: wait for them
+        runner.__exit__(None, None, None)
     if state.exception is not None:
         state = portable(state)
     try:
-        full = dumps(state)
+        return dumps(state)
     except Exception as exc:  # a return value that cannot leave the worker
+        cause = exc.__cause__ or exc
         error = TypeError(
-            f"task run {call.info.name!r} returned a value that cannot be pickled to leave its "
-            f"Ray worker: {type(exc).__name__}: {exc}"
+            f"task run {spec.info.name!r} returned a value that cannot be pickled to leave its "
+            f"Ray worker: {type(cause).__name__}: {cause}"
         )
-        state = State(StateType.FAILED, exception=error, name="NotSerializable", attempt=state.attempt)
-        full = dumps(state)
-    return full
+        return dumps(State(StateType.FAILED, exception=error, name="NotSerializable", attempt=state.attempt))
+
+
+def portable(state: State[Any]) -> State[Any]:
+    """`state`, or a copy whose exception can be pickled and is small.
+
+    The flow's process tells a completed run's large value from a failure by size
+    alone, so a failure must stay small.
+    """
+    fields = state.fields()
+    exc = fields.exception
+    problem: str | None = None
+    try:
+        size = len(dumps(exc))
+    except Exception as error:
+        problem = f"it cannot be pickled: {error.__cause__ or error!r}"
+    else:
+        if size <= FAILURE_MAX_BYTES:
+            return state
+        problem = f"it is {size:,} bytes once pickled, more than {FAILURE_MAX_BYTES:,}"
+    text = str(exc)
+    if len(text) > 2000:
+        text = text[:2000] + "..."
+    replacement = RuntimeError(
+        f"{type(exc).__module__}.{type(exc).__qualname__}: {text} (the original exception "
+        f"does not travel back from the Ray worker: {problem})"
+    )
+    return State.from_fields(fields._replace(exception=replacement))
 
 
 def base_function() -> Any:
@@ -63,23 +103,22 @@ def base_function() -> Any:
     return _base
 
 
-def variant(task_name: str, retries: int, options: Options | None, nested: bool) -> Any:
+def variant(task_name: str, options: OptionSet, nested: bool) -> Any:
     """The remote function with Ray options for runs of `task_name`.
 
-    Ray names the task after ours, reruns it `retries` times if its worker dies (unless
-    the options say otherwise), and a run submitted from inside a task reserves no CPU
-    unless the options ask for some.
+    Ray names the task after ours, and a run submitted from inside a task reserves no
+    CPU unless the options ask for some. Ray reruns nothing unless the options set
+    `max_retries`: the runner reruns a run lost with its worker (see `RayTaskRunner`).
     """
-    key = (task_name, retries, options.key if options is not None else (), nested)
+    key = (task_name, options.key, nested)
     fn = _variants.get(key)
     if fn is not None:
         return fn
-    values: dict[str, Any] = {"name": task_name, "max_retries": retries}
+    values: dict[str, Any] = {"name": task_name}
     if nested:
         values["num_cpus"] = 0
-    if options is not None:
-        values.update(options.values)
+    values.update(options.values)
     fn = base_function().options(**values)
-    if options is None or options.key is not None:
+    if options.key is not None:
         _variants[key] = fn
     return fn

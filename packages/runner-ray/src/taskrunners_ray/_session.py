@@ -110,11 +110,6 @@ def leave(session: Session) -> bool:
         return False
 
 
-def current() -> Session | None:
-    """The session of this process's runners, if Ray is still the one they joined."""
-    return _current
-
-
 def _job_id() -> str:
     import ray
 
