@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,23 @@ def test_many_mapped_runs_come_back_in_order() -> None:
         return double.map(range(5000)).result()
 
     assert run(ProcessPoolTaskRunner(max_workers=2), body) == [2 * i for i in range(5000)]
+
+
+@task
+def slow_echo(text: str) -> str:
+    time.sleep(0.0005)  # long enough for the worker to report in the middle of a batch
+    return text
+
+
+def test_large_batches_and_replies_both_ways_do_not_deadlock() -> None:
+    # A worker with short runs is sent its next batch (1 MB or more here) while it runs
+    # one and writes replies (8 KB a run): neither side may wait for the other to read.
+    texts = [f"{i:06d}" + "x" * 8186 for i in range(3000)]
+
+    def body() -> Any:
+        return slow_echo.map(texts).result()
+
+    assert run(ProcessPoolTaskRunner(max_workers=1), body) == texts
 
 
 # -- initializer -------------------------------------------------------------------------

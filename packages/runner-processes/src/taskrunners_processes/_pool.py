@@ -265,7 +265,8 @@ class WorkerPool:
         Batches are smaller as fewer runs wait (one run when few do). A worker takes a
         batch when it is idle or, if its runs are short (`fast`), when it holds fewer
         runs than a batch: so it never waits for its next batch. A packet goes whole
-        if it is no larger than a batch, else it is split back into runs.
+        unless it holds more than two batches (few runs are left), else it is split
+        back into runs.
         """
         queue = self._queue
         queued = self._queued
@@ -286,7 +287,7 @@ class WorkerPool:
                 continue
             head = queue.popleft()
             if isinstance(head, _Packet):
-                if len(head.runs) <= size:
+                if len(head.runs) <= 2 * size:
                     runs, message = head.runs, head.message
                 else:  # few runs left: smaller batches spread them better
                     queue.extendleft(reversed(head.runs[1:]))

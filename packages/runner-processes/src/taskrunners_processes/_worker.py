@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import queue
 import signal
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -100,19 +102,34 @@ def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
     from ._nested import NestedRunner
 
     # Runs that a task submits from inside this worker run here, in threads.
+    # A thread reads the pipe while the worker runs a batch, so that the parent never
+    # waits to write the next one (and never deadlocks with a worker that writes a
+    # large reply while the parent writes to it).
+    inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    reader = threading.Thread(target=_read, args=(conn, inbox), name="taskrunners-processes-reader", daemon=True)
+    reader.start()
     with NestedRunner() as nested, using_runner(nested):
         conn.send_bytes(READY)
         try:
             while True:
-                try:
-                    message = conn.recv_bytes()
-                except EOFError:
-                    break
+                message = inbox.get()
                 if not message:
                     break
                 _run_batch(conn, progress, message, nested)
         finally:
             conn.close()
+
+
+def _read(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
+    """Move the messages of the parent into `inbox`, then an empty one at the end."""
+    try:
+        while True:
+            message = conn.recv_bytes()
+            inbox.put(message)
+            if not message:
+                return
+    except (EOFError, OSError):
+        inbox.put(b"")
 
 
 def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRunner) -> None:
