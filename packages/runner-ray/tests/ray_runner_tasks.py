@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,24 @@ def map_inside(count: int) -> list[int]:
 @task
 def make_lock() -> Any:
     return threading.Lock()
+
+
+@task
+def exit_on(value: int, bad: int) -> int:
+    """`value`, or the end of this worker process when `value` is `bad`."""
+    if value == bad:
+        os._exit(23)
+    return value
+
+
+@task
+def lock_or_value(value: int, bad: int) -> Any:
+    """A lock (which cannot leave the worker) when `value` is `bad`, else `value`."""
+    return threading.Lock() if value == bad else value
+
+
+@task
+def busy(seconds: float) -> float:
+    """Take `seconds` (a run's length, not a wait for another run)."""
+    time.sleep(seconds)
+    return seconds

@@ -472,3 +472,53 @@ class TestOnCluster:
         overridden, retried = run(runner, body)
         assert overridden.type is StateType.CRASHED
         assert retried == "recovered"
+
+    def test_many_short_runs_go_in_batches_each_with_its_own_object(self, runner: RayTaskRunner) -> None:
+        import pickle
+
+        import ray
+
+        def body() -> Any:
+            mapped = t.add.map(range(300), 1)
+            values = mapped.result()
+            natives = [future.native for future in mapped]
+            return values, len({ref.task_id() for ref in natives}), pickle.loads(ray.get(natives[-1])).result()
+
+        values, ray_tasks, last = run(runner, body)
+        assert values == list(range(1, 301)) and last == 300
+        assert ray_tasks < 300, "no batch was formed"
+
+    def test_a_worker_killed_in_a_batch_crashes_only_the_run_that_killed_it(self, runner: RayTaskRunner) -> None:
+        def body() -> Any:
+            mapped = rt.exit_on.map(range(300), bad=250)
+            for future in mapped:
+                future.wait()
+            return [future.state for future in mapped], len({f.native.task_id() for f in mapped})
+
+        states, ray_tasks = run(runner, body)
+        assert ray_tasks < 300, "no batch was formed"
+        assert states[250].is_crashed() and "worker" in str(states[250].exception)
+        assert [s.result() for i, s in enumerate(states) if i != 250] == [i for i in range(300) if i != 250]
+
+    def test_in_a_batch_a_run_that_cannot_be_sent_or_returned_fails_alone(self, runner: RayTaskRunner) -> None:
+        def body() -> Any:
+            arguments = [threading.Lock() if i == 150 else i for i in range(200)]
+            sent = rt.identity.map(arguments)
+            returned = rt.lock_or_value.map(range(200), bad=120)
+            for future in [*sent, *returned]:
+                future.wait()
+            return [f.state for f in sent], [f.state for f in returned]
+
+        sent, returned = run(runner, body)
+        assert sent[150].is_failed() and sent[150].name == "NotSerializable"
+        assert returned[120].is_failed() and returned[120].name == "NotSerializable"
+        assert [s.result() for i, s in enumerate(sent) if i != 150] == [i for i in range(200) if i != 150]
+        assert [s.result() for i, s in enumerate(returned) if i != 120] == [i for i in range(200) if i != 120]
+
+    def test_runs_that_take_long_go_to_ray_one_by_one(self, runner: RayTaskRunner) -> None:
+        def body() -> Any:
+            mapped = rt.busy.map([0.1] * 10)
+            mapped.result()
+            return len({future.native.task_id() for future in mapped})
+
+        assert run(runner, body) == 10

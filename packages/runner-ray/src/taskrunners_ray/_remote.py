@@ -14,19 +14,21 @@ so a submit only looks one up.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from taskrunners import State, StateType
 from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
 
-__all__ = ["base_function", "on_worker", "portable", "run_remote", "variant"]
+__all__ = ["base_function", "batch_variant", "batchable", "on_worker", "portable", "run_batch", "run_remote", "variant"]
 
 #: A failed state larger than this once pickled has its exception replaced by a short one.
 FAILURE_MAX_BYTES = 8 * 1024
 
 _lock = threading.Lock()
-_base: Any = None
+_bases: dict[Any, Any] = {}
 _variants: dict[Any, Any] = {}
+_options: dict[Any, dict[str, Any]] = {}  # variant -> its options
 _on_worker: list[bool] = []
 
 
@@ -43,10 +45,19 @@ def on_worker() -> bool:
 
 def run_remote(payload: bytes, *upstream: bytes) -> bytes:
     """Execute one run on a Ray worker; returns its final state, pickled."""
+    return _execute(loads(payload), [loads(data) for data in upstream])
+
+
+def run_batch(payload: bytes) -> tuple[bytes, ...]:
+    """Execute a batch of runs (without upstream runs) in turn; returns their final
+    states, pickled, one Ray object each."""
+    specs: list[RunSpec] = loads(payload)
+    return tuple(_execute(spec, ()) for spec in specs)
+
+
+def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
     from ._runner import RayTaskRunner
 
-    spec: RunSpec = loads(payload)
-    states: list[State[Any]] = [loads(data) for data in upstream]
     runner = RayTaskRunner.for_worker()
     state = spec.execute(states, runner=runner)
     if runner.started:  # the task submitted runs: wait for them
@@ -91,16 +102,17 @@ def portable(state: State[Any]) -> State[Any]:
     return State.from_fields(fields._replace(exception=replacement))
 
 
-def base_function() -> Any:
-    """The Ray remote function for `run_remote`, made on first use."""
-    global _base
-    if _base is None:
+def base_function(function: Any = run_remote) -> Any:
+    """The Ray remote function for `run_remote` (or `run_batch`), made on first use."""
+    fn = _bases.get(function)
+    if fn is None:
         with _lock:
-            if _base is None:
+            fn = _bases.get(function)
+            if fn is None:
                 import ray
 
-                _base = ray.remote(max_retries=0, retry_exceptions=False)(run_remote)
-    return _base
+                fn = _bases[function] = ray.remote(max_retries=0, retry_exceptions=False)(function)
+    return fn
 
 
 def variant(task_name: str, options: OptionSet, nested: bool) -> Any:
@@ -112,13 +124,28 @@ def variant(task_name: str, options: OptionSet, nested: bool) -> Any:
     """
     key = (task_name, options.key, nested)
     fn = _variants.get(key)
-    if fn is not None:
-        return fn
-    values: dict[str, Any] = {"name": task_name}
-    if nested:
-        values["num_cpus"] = 0
-    values.update(options.values)
-    fn = base_function().options(**values)
-    if options.key is not None:
-        _variants[key] = fn
+    if fn is None:
+        values: dict[str, Any] = {"name": task_name}
+        if nested:
+            values["num_cpus"] = 0
+        values.update(options.values)
+        fn = base_function().options(**values)
+        if options.key is not None:  # kept, and its runs may go in batches
+            _variants[key] = fn
+            _options[fn] = values
+    return fn
+
+
+def batchable(single: Any) -> bool:
+    """Whether runs of `single` (a `variant`) may go in batches."""
+    return single in _options
+
+
+def batch_variant(single: Any, count: int) -> Any:
+    """The remote function for a batch of `count` runs with the options of `single`
+    (a `variant`), returning `count` objects."""
+    key = (single, count)
+    fn = _variants.get(key)
+    if fn is None:
+        fn = _variants[key] = base_function(run_batch).options(**_options[single], num_returns=count)
     return fn

@@ -1,18 +1,16 @@
 """`RayTaskRunner`: run a flow's task runs on Ray, a local one or any cluster.
 
-Each run becomes one call of a single remote function (`_remote.run_remote`) that
-executes the run's `RunSpec` on a worker and returns the run's final `State`
-(pickled), which is what downstream runs receive. The future's `native` is the
-`ObjectRef` of that object; an upstream future of this runner is handed to Ray as that
-`ObjectRef` (a top-level argument, which Ray resolves on the worker), so data moves
-between workers and the flow's process never waits for it.
+Each run becomes a call of one remote function (`_remote.run_remote`) that executes
+its `RunSpec` on a worker and returns its final `State`, pickled: the object that
+downstream runs receive. The future's `native` is that object's `ObjectRef`, handed to
+downstream runs of this runner as a top-level argument (Ray resolves it on the worker),
+so data moves between workers, not through the flow's process. Runs without upstream
+runs that queue (the runner keeps twice the cluster's CPUs in Ray tasks) go in batches,
+one Ray task for several short runs, each still with its own object.
 
-The flow's process learns that runs ended from one thread per process (`_Watcher`)
-that waits on the objects of open runs with `ray.wait` (without fetching them), asks
-Ray for their sizes, reads the small ones in one `ray.get` and leaves the large ones
-(completed runs' values) in the object store until someone reads them (a
-`DeferredState`). Waiting in batches costs far less per run than one Ray callback per
-object, and nothing a user hangs on a future runs on Ray's own threads.
+One thread per process (`_Watcher`) learns which runs ended with `ray.wait` (without
+fetching), reads the small states in one `ray.get` and leaves large ones (completed
+runs' values) in the object store as `DeferredState`s until read.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from taskrunners.lowlevel import DeferredState, OptionSet, PreparedRun, dumps, l
 
 from . import _session
 from ._options import OPTIONS, resource_requests
-from ._remote import on_worker, variant
+from ._remote import batch_variant, batchable, on_worker, variant
 
 __all__ = ["InfeasibleRequestError", "RayTaskRunner"]
 
@@ -39,6 +37,9 @@ logger = logging.getLogger("taskrunners.ray")
 
 #: Objects of at least this size are left in the object store until read.
 LAZY_MIN_BYTES = 64 * 1024
+#: The most runs in one batch, and the most seconds of work in one (by recent runs of its task).
+BATCH_MAX = 32
+BATCH_SECONDS = 0.02
 
 
 class InfeasibleRequestError(TaskRunnersError):
@@ -76,7 +77,6 @@ class RayTaskRunner(TaskRunner):
             Capability.RESOURCE_REQUESTS,
         }
     )
-
     _on_demand = False  # entered by its first submit (the runner of a task on a Ray worker)
 
     def __init__(self, address: str | None = None, init_kwargs: dict[str, Any] | None = None) -> None:
@@ -91,8 +91,6 @@ class RayTaskRunner(TaskRunner):
         self.init_kwargs = kwargs
         self._session: _session.Session | None = None
 
-    # -- configuration ----------------------------------------------------------------
-
     def duplicate(self) -> RayTaskRunner:
         return type(self)(address=self.address, init_kwargs=dict(self.init_kwargs))
 
@@ -106,18 +104,9 @@ class RayTaskRunner(TaskRunner):
 
     @classmethod
     def for_worker(cls) -> RayTaskRunner:
-        """The runner that a task's `.submit()` reaches on a Ray worker.
-
-        It uses the worker's own connection to the cluster. Made for every run on a
-        worker, it costs nothing until the task submits: its first submit enters it
-        (`__enter__`), and whoever made it exits it if `started`. Runs submitted from
-        inside a task reserve no CPU by default (the submitting task, which holds one
-        while it waits for them, lends it), so that tasks waiting for the tasks they
-        submit cannot take every CPU of the cluster and wait forever; at most as many
-        of them as the cluster has CPUs are handed to Ray at once per submitting task,
-        the others wait in line. `remote_options(num_cpus=...)` inside the task
-        overrides that.
-        """
+        """The runner that a task's `.submit()` reaches on a Ray worker, on the worker's
+        own connection. It costs nothing until the task submits: its first submit enters
+        it, and whoever made it exits it if `started`."""
         runner = cls()
         runner._on_demand = True
         return runner
@@ -125,50 +114,35 @@ class RayTaskRunner(TaskRunner):
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        # On a Ray worker (a task's `.submit()`), the worker's own connection is used
-        # and this costs nothing until the first submit.
         nested = self.address is None and not self.init_kwargs and on_worker()
         if not nested:
             self._session = _session.join(self.address, self.init_kwargs)
             nested = on_worker()
-        self._nested = nested  # on a Ray worker: runs lend the submitting task's CPU
+        # On a Ray worker, runs reserve no CPU (the submitting task lends its own) and at
+        # most the cluster's CPUs of them are out at once per submitting task.
+        self._nested = nested
         self._mutex = threading.Lock()
         self._functions: dict[Any, Any] = {}
         self._feasibility: dict[Any, Callable[[str], InfeasibleRequestError] | None] = {}
         self._lazy: weakref.WeakSet[DeferredState[Any]] = weakref.WeakSet()
         self._broken: weakref.WeakSet[Future[Any]] = weakref.WeakSet()  # natives holding Ray's errors
-        self._in_flight = 0
+        self._in_flight = 0  # Ray tasks out
         self._queued: deque[_Sent] = deque()
+        self._durations: dict[Any, float] = {}  # remote function -> seconds of its longest recent run
 
     def shutdown(self, interrupted: bool) -> None:
         session, self._session = self._session, None
         if session is None:
             return
-        try:
-            self._fetch_remaining()
+        try:  # bring home the values still referenced and left in the store: Ray may stop now
+            lazy = [state for state in list(self._lazy) if not state.loaded]
+            if lazy:
+                self._fill(lazy)
         finally:
             _session.leave(session)
 
-    def take_back_unstarted(self) -> list[PreparedRun]:
-        """Every open run: Ray is asked to cancel those it holds (an interrupt ends them all)."""
-        runs = self.open_runs()
-        if runs:
-            import ray
-
-            for run in runs:
-                if run.future.native is not None:
-                    try:
-                        ray.cancel(run.future.native)
-                    except Exception:  # ended meanwhile, or Ray is gone
-                        pass
-        return runs
-
-    def _fetch_remaining(self) -> None:
-        """Bring the values still in Ray's object store into this process, for the
-        states that are still referenced: Ray may stop when this runner does."""
-        lazy = [state for state in list(self._lazy) if not state.loaded]
-        if not lazy:
-            return
+    @staticmethod
+    def _fill(lazy: list[DeferredState[Any]]) -> None:
         import ray
 
         try:
@@ -180,6 +154,22 @@ class RayTaskRunner(TaskRunner):
                     state.load()
                 except Exception:  # lost with its worker, say: result() will say so
                     pass
+
+    def take_back_unstarted(self) -> list[PreparedRun]:
+        """Every open run: Ray is asked to cancel those it holds (an interrupt ends them all)."""
+        with self._mutex:
+            self._queued.clear()
+        runs = self.open_runs()
+        if runs:
+            import ray
+
+            for run in runs:
+                if run.future.native is not None:
+                    try:
+                        ray.cancel(run.future.native)
+                    except Exception:  # ended meanwhile, or Ray is gone
+                        pass
+        return runs
 
     # -- submitting -------------------------------------------------------------------
 
@@ -205,14 +195,11 @@ class RayTaskRunner(TaskRunner):
             if options.key is not None:
                 self._functions[key] = function
         sent = _Sent(self, run, function, "max_retries" not in options.values)
-        if not run.upstream:
-            self._launch(sent)
-            return run.future
-        args = run.native_upstreams(self)
+        args = run.native_upstreams(self) if run.upstream else ()
         if args is None:
-            run.when_ready(lambda _: self._launch_final(sent))
+            run.when_ready(lambda _: self._launch(sent, run.final_upstreams(self)))
         else:
-            self._launch_with(sent, args)
+            self._launch(sent, args)
         return run.future
 
     def _function(self, task: Task[Any, Any], options: OptionSet) -> Any:
@@ -228,22 +215,19 @@ class RayTaskRunner(TaskRunner):
                 return check(task.name)
         return variant(task.name, options, self._nested)
 
-    def _launch_final(self, sent: _Sent) -> None:
-        """Launch once every upstream run is final: this runner's completed runs as their
-        ObjectRefs, the others as their states."""
-        self._launch_with(sent, sent.run.final_upstreams(self))
-
-    def _launch_with(self, sent: _Sent, upstream: tuple[Any, ...]) -> None:
+    def _launch(self, sent: _Sent, upstream: tuple[Any, ...]) -> None:
+        """Hand the run to Ray with its upstream runs (ObjectRefs, or states to pickle),
+        or queue it while this runner has `_limit()` Ray tasks out (a run with upstream
+        arguments goes at once, except from a Ray worker)."""
         args: list[Any] = []
         for arg in upstream:
             if isinstance(arg, State):
                 try:
                     arg = dumps(arg)
-                except Exception as exc:
-                    cause = exc.__cause__ or exc
+                except TaskRunnersError as exc:
                     error = TypeError(
                         f"task run {sent.run.info.name!r}: the result of an upstream run cannot be "
-                        f"pickled to send it to a Ray worker: {type(cause).__name__}: {cause}"
+                        f"pickled to send it to a Ray worker: {exc.__cause__ or exc}"
                     )
                     sent.run.set_state(State(StateType.FAILED, exception=error, name="NotSerializable"))
                     return
@@ -251,79 +235,145 @@ class RayTaskRunner(TaskRunner):
                 sent.native = True
             args.append(arg)
         sent.args = tuple(args)
-        self._launch(sent)
-
-    def _launch(self, sent: _Sent) -> None:
-        if self._nested:
-            with self._mutex:
-                if self._in_flight >= _nested_cap():
-                    self._queued.append(sent)
-                    return
-                self._in_flight += 1
-        self._send(sent)
-
-    def _send(self, sent: _Sent, spec: Any = None) -> None:
-        run = sent.run
-        if run.future.done():  # abandoned meanwhile
-            self._settled()
-            return
-        try:
-            payload = dumps(spec or run.spec)
-        except Exception as exc:  # an argument that cannot be sent
-            cause = exc.__cause__ or exc
-            error = TypeError(f"task run {run.info.name!r} cannot be sent to a Ray worker: {cause}")
-            run.set_state(State(StateType.FAILED, exception=error, name="NotSerializable"))
-            self._settled()
-            return
-        try:
-            ref = sent.function.remote(payload, *sent.args)
-        except Exception as exc:
-            run.crash(f"Ray refused it: {type(exc).__name__}: {exc}", exc)
-            self._settled()
-            return
-        run.future.native = ref
-        _watcher.watch(ref, sent)
-
-    def _settled(self) -> None:
-        """One run sent from a Ray worker ended: send the next queued one, if any."""
-        if not self._nested:
-            return
+        held = self._nested or not args
+        limit = self._limit() if held else 0
         with self._mutex:
-            self._in_flight -= 1
-            if not self._queued or self._in_flight >= _nested_cap():
+            if held and (self._queued or self._in_flight >= limit):
+                self._queued.append(sent)
                 return
             self._in_flight += 1
-            sent = self._queued.popleft()
-        self._send(sent)
+        if not self._send([sent]):
+            self._drain()
+
+    def _limit(self) -> int:
+        """How many Ray tasks this runner keeps out: the cluster's CPUs from a Ray worker
+        (where runs reserve none), twice that from the flow's process."""
+        return _cluster_cpus() * (1 if self._nested else 2)
+
+    def _send(self, group: list[_Sent], spec: Any = None) -> bool:
+        """Send one Ray task (counted in `_in_flight` already): a run, or a batch of queued
+        runs of one remote function. Returns whether it went (else it is uncounted)."""
+        group = [sent for sent in group if not sent.run.future.done()]  # not abandoned meanwhile
+        if not group:
+            with self._mutex:
+                self._in_flight -= 1
+            return False
+        try:
+            if len(group) == 1:
+                sent = group[0]
+                sent.batch = None
+                refs = [sent.function.remote(dumps(spec or sent.run.spec), *sent.args)]
+            else:
+                payload = dumps([sent.run.spec for sent in group])
+                refs = batch_variant(group[0].function, len(group)).remote(payload)
+                for sent in group:
+                    sent.batch = group
+        except Exception as exc:
+            if len(group) > 1:  # some run cannot be pickled, say: each on its own
+                with self._mutex:
+                    self._in_flight += len(group) - 1
+                return all([self._send([sent]) for sent in group])
+            run = group[0].run
+            if isinstance(exc, TaskRunnersError):  # an argument that cannot be pickled
+                error = TypeError(f"task run {run.info.name!r} cannot be sent to a Ray worker: {exc.__cause__}")
+                run.set_state(State(StateType.FAILED, exception=error, name="NotSerializable"))
+            else:
+                run.crash(f"Ray refused it: {type(exc).__name__}: {exc}", exc)
+            with self._mutex:
+                self._in_flight -= 1
+            return False
+        for sent, ref in zip(group, refs):
+            sent.run.future.native = ref
+        _watcher.watch(zip(refs, group))
+        return True
+
+    def _release(self, sent: _Sent | None = None) -> None:
+        """A run handed to Ray ended: once its Ray task has, send queued runs while there
+        is room.
+
+        Queued runs without upstream arguments go in batches once runs of their task are
+        known to be short: a batch takes the queued runs divided among the free places,
+        at most `BATCH_MAX` of them and `BATCH_SECONDS` of work by the longest recent
+        run of the task. Each run keeps its own object (the batch returns one per run).
+        """
+        with self._mutex:
+            if sent is not None and sent.batch is not None:
+                sent.batch.remove(sent)
+                if sent.batch:
+                    return
+            self._in_flight -= 1
+        self._drain()
+
+    def _drain(self) -> None:
+        limit = self._limit()
+        while True:
+            groups = self._take(limit)
+            if not groups or all([self._send(group) for group in groups]):
+                return
+
+    def _take(self, limit: int) -> list[list[_Sent]]:
+        groups: list[list[_Sent]] = []
+        with self._mutex:
+            queued = self._queued
+            while queued and self._in_flight < limit:
+                head = queued.popleft()
+                group = [head]
+                if not head.args and batchable(head.function):
+                    longest = self._durations.get(head.function, BATCH_SECONDS)
+                    size = min(BATCH_MAX, -(-(len(queued) + 1) // limit), int(BATCH_SECONDS / max(longest, 1e-6)))
+                    while len(group) < size and queued and queued[0].function is head.function:
+                        group.append(queued.popleft())
+                groups.append(group)
+                self._in_flight += 1
+        return groups
 
     # -- runs ending (on the watcher's thread) ----------------------------------------
 
     def _completed(self, sent: _Sent, ref: Any, outcome: Any) -> None:
-        """The run's state arrived (pickled bytes), or `_LARGE` for a large completed
-        value left in the object store, or Ray's error in its place."""
-        self._settled()
+        """The run's state arrived (pickled), or `_LARGE` for a large completed value left
+        in the object store, or Ray's error in its place."""
+        batched = sent.batch is not None
+        self._release(sent)
+        run = sent.run
         if outcome is _LARGE:
-            state: State[Any] = DeferredState(_Fetch(ref, sent.run), handle=ref)
+            info = run.info
+
+            def fetch() -> State[Any]:
+                import ray
+
+                if not ray.is_initialized():
+                    raise RuntimeError(
+                        f"the value of task run {info.name!r} stayed in Ray's object store, and this "
+                        "process is no longer connected to Ray; read results before that Ray shuts down"
+                    )
+                full: State[Any] = loads(ray.get(ref))
+                info.start = info.start or full.started
+                return full
+
+            state: State[Any] = DeferredState(fetch, handle=ref)
             self._lazy.add(state)
         elif isinstance(outcome, BaseException):
-            self._lost(sent, _unwrap(outcome))
+            from ray.exceptions import RayTaskError
+
+            while isinstance(outcome, RayTaskError) and getattr(outcome, "cause", None) is not None:
+                outcome = outcome.cause  # the exception inside Ray's wrappers
+            if sent.native:  # Ray may only pass on an upstream's loss: decide once they are final
+                run.when_ready(lambda _: self._lost_after_upstream(sent, outcome))
+            else:
+                self._lost(sent, outcome, batched)
             return
         else:
             state = loads(outcome)
-        sent.run.set_state(state)
-
-    def _lost(self, sent: _Sent, cause: BaseException) -> None:
-        """Ray could not produce the run's state. If the run depends on runs of this
-        runner, Ray may only be passing on an upstream's loss: decide once they are final."""
-        if sent.native:
-            sent.run.when_ready(lambda _: self._lost_after_upstream(sent, cause))
-        else:
-            self._own_loss(sent, cause)
+            if state.started is not None:  # how long runs of this task take, for batching
+                took = state.timestamp - state.started
+                known = self._durations.get(sent.function, took)
+                self._durations[sent.function] = took if took > known else 0.9 * known + 0.1 * took
+        run.set_state(state)
 
     def _lost_after_upstream(self, sent: _Sent, cause: BaseException) -> None:
         run = sent.run
         if not any(up in self._broken for up in run.upstream):
-            self._own_loss(sent, cause)
+            self._lost(sent, cause, False)
             return
         # An upstream's worker was lost: the engine decides with the upstream states, as
         # for any failed upstream (allow_failure runs the task, with states passed in).
@@ -333,20 +383,28 @@ class RayTaskRunner(TaskRunner):
             run.set_state(inputs)
             return
         sent.native = False
-        self._launch_final(sent)
+        self._launch(sent, run.final_upstreams(self))
 
-    def _own_loss(self, sent: _Sent, cause: BaseException) -> None:
-        """The run itself was lost (its worker died, say): run it again if its task's
-        retries allow (a loss counts as an attempt), else end it CRASHED."""
+    def _lost(self, sent: _Sent, cause: BaseException, batched: bool) -> None:
+        """Ray lost the run itself: run it again alone if it was in a batch (which run
+        killed the worker is unknown) or if its task's retries allow (a loss counts as an
+        attempt, unless `max_retries` gave losses to Ray), else end it CRASHED."""
         run = sent.run
         self._broken.add(run.future)
-        if sent.rerun and _is_loss(cause) and run.count_loss():
+        reason, lost = _why(cause)
+        if lost and batched:
+            logger.info("the Ray worker running %s (in a batch) died; running it again alone", run.info.name)
+            spec = None
+        elif lost and sent.rerun and run.count_loss():
             logger.info("the Ray worker running %s died; running it again", run.info.name)
-            with self._mutex:
-                self._in_flight += self._nested
-            self._send(sent, run.spec.with_task(run.task.with_options(retries=run.task.retries - run.losses)))
+            spec = run.spec.with_task(run.task.with_options(retries=run.task.retries - run.losses))
+        else:
+            run.set_state(run.spec.crashed(reason, cause))
             return
-        run.set_state(_crash(run, cause))
+        with self._mutex:
+            self._in_flight += 1
+        if not self._send([sent], spec):
+            self._drain()
 
 
 _on_demand_lock = threading.Lock()
@@ -355,7 +413,7 @@ _on_demand_lock = threading.Lock()
 class _Sent:
     """One run as handed to Ray: the run, its remote function and upstream arguments."""
 
-    __slots__ = ("args", "function", "native", "rerun", "run", "runner")
+    __slots__ = ("args", "batch", "function", "native", "rerun", "run", "runner")
 
     def __init__(self, runner: RayTaskRunner, run: PreparedRun, function: Any, rerun: bool) -> None:
         self.runner = runner
@@ -364,67 +422,25 @@ class _Sent:
         self.rerun = rerun  # the runner reruns a lost run (Ray does, with `max_retries`)
         self.args: tuple[Any, ...] = ()
         self.native = False  # some argument is an ObjectRef of another run
+        self.batch: list[_Sent] | None = None  # the runs of its batch whose objects Ray has not given
 
 
-class _Fetch:
-    """Reads a large completed value from Ray's object store (a `DeferredState`'s fetch)."""
-
-    __slots__ = ("info", "ref")
-
-    def __init__(self, ref: Any, run: PreparedRun) -> None:
-        self.ref = ref
-        self.info = run.info
-
-    def __call__(self) -> State[Any]:
-        import ray
-
-        if not ray.is_initialized():
-            raise RuntimeError(
-                f"the value of task run {self.info.name!r} stayed in Ray's object store, and "
-                "this process is no longer connected to Ray; read results before the Ray "
-                "they ran on shuts down"
-            )
-        state: State[Any] = loads(ray.get(self.ref))
-        if self.info.start is None:
-            self.info.start = state.started
-        return state
-
-
-# -- helpers --------------------------------------------------------------------------
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The exception inside Ray's `RayTaskError` wrappers."""
-    from ray.exceptions import RayTaskError
-
-    while isinstance(exc, RayTaskError) and getattr(exc, "cause", None) is not None:
-        exc = exc.cause
-    return exc
-
-
-def _is_loss(cause: BaseException) -> bool:
-    """Whether Ray lost the run with its worker or node (what Ray's `max_retries` reruns)."""
+def _why(cause: BaseException) -> tuple[str, bool]:
+    """Why Ray gave an error for the run's state, and whether it lost the run with its
+    worker or node (what `max_retries` reruns)."""
     from ray import exceptions as rx
 
-    kinds = tuple(getattr(rx, name) for name in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError") if hasattr(rx, name))
-    return isinstance(cause, kinds)
-
-
-def _crash(run: PreparedRun, cause: BaseException) -> State[Any]:
-    from ray import exceptions as rx
-
-    if isinstance(cause, rx.WorkerCrashedError):
-        reason = "the Ray worker process running it died"
-    elif isinstance(cause, rx.TaskCancelledError):
-        reason = "Ray cancelled it"
-    elif isinstance(cause, getattr(rx, "OutOfMemoryError", ())):
-        reason = "Ray killed its worker for want of memory"
-    elif isinstance(cause, getattr(rx, "NodeDiedError", ())):
-        reason = "the Ray node running it died"
-    else:
-        text = str(cause).strip().splitlines()
-        reason = f"Ray could not run it: {type(cause).__name__}: {text[0] if text else ''}"
-    return run.spec.crashed(reason, cause)
+    for name, reason in (
+        ("WorkerCrashedError", "the Ray worker process running it died"),
+        ("OutOfMemoryError", "Ray killed its worker for want of memory"),
+        ("NodeDiedError", "the Ray node running it died"),
+    ):
+        if isinstance(cause, getattr(rx, name, ())):
+            return reason, True
+    if isinstance(cause, rx.TaskCancelledError):
+        return "Ray cancelled it", False
+    text = str(cause).strip().splitlines()
+    return f"Ray could not run it: {type(cause).__name__}: {text[0] if text else ''}", False
 
 
 def _infeasible(requests: dict[str, Any], nested: bool) -> Callable[[str], InfeasibleRequestError] | None:
@@ -432,66 +448,56 @@ def _infeasible(requests: dict[str, Any], nested: bool) -> Callable[[str], Infea
     function that makes the error for a task's name."""
     import ray
 
-    need: dict[str, float] = {}
-    if "num_cpus" in requests:
-        need["CPU"] = requests["num_cpus"]
-    elif not nested:
-        need["CPU"] = 1
-    if "num_gpus" in requests:
-        need["GPU"] = requests["num_gpus"]
-    if "memory" in requests:
-        need["memory"] = requests["memory"]
+    need: dict[str, float] = {"CPU": requests.get("num_cpus", 0 if nested else 1)}
+    need.update(GPU=requests.get("num_gpus", 0), memory=requests.get("memory", 0))
     need.update(requests.get("resources") or {})
     need = {name: amount for name, amount in need.items() if amount}
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
     if any(all(node.get(name, 0) >= amount for name, amount in need.items()) for node in nodes):
         return None
     asked = ", ".join(f"{name}={amount:g}" for name, amount in need.items())
-    have = "; ".join(", ".join(f"{name}={node.get(name, 0):g}" for name in need) for node in nodes) or "no live node"
+    have = "; ".join(", ".join(f"{name}={node.get(name, 0):g}" for name in need) for node in nodes)
 
     def error(task_name: str) -> InfeasibleRequestError:
         return InfeasibleRequestError(
             f"task {task_name!r} asks Ray for {asked} per run, and no node of the cluster has "
-            f"that much (nodes: {have}), so the run would wait forever. Ask for less in "
-            "remote_options(), or add a node that has it."
+            f"that much (nodes: {have or 'no live node'}), so the run would wait forever. Ask "
+            "for less in remote_options(), or add a node that has it."
         )
 
     return error
 
 
-_cap: list[int] = []
+_cpus: list[int] = []
 
 
-def _nested_cap() -> int:
-    """How many runs one task on a worker hands to Ray at once: the cluster's CPUs."""
-    if not _cap:
+def _cluster_cpus() -> int:
+    """The CPUs of the cluster (at least 2), asked once per process."""
+    if not _cpus:
         import ray
 
         try:
-            _cap.append(max(2, int(ray.cluster_resources().get("CPU", 2))))
+            _cpus.append(max(2, int(ray.cluster_resources().get("CPU", 2))))
         except Exception:
-            _cap.append(2)
-    return _cap[0]
+            _cpus.append(2)
+    return _cpus[0]
 
 
 class _Watcher:
     """One thread per process that learns which runs ended and finishes their futures.
 
-    It waits with `ray.wait(..., fetch_local=False)` on the objects of the oldest
-    `_WINDOW` open runs of every runner of the process (a wait costs Ray the number of
-    objects waited on, so waiting on all of thousands of open runs would cost more than
-    the runs), asks Ray for the sizes of the ready ones, and reads the small ones in one
-    `ray.get`. It wakes when an eighth of the window is ready, or when its time slice
-    ends (2 ms after runs arrive, doubling to `_SLICE_MAX` while nothing ends); the runs
-    beyond the window are checked at least every `_SWEEP` seconds (longer where there
-    are so many that checking them would cost more than 2 % of the time). Runs
-    submitted while it waits join the next wait.
+    A wait costs Ray the number of objects waited on, so it waits with `ray.wait(...,
+    fetch_local=False)` on the objects of the oldest `_WINDOW` open runs of the
+    process only, until a quarter of them are ready or its time slice ends (2 ms after
+    runs arrive, 10 ms while more are open, doubling to `_SLICE_MAX` while nothing
+    ends); the runs beyond the window are checked every `_SWEEP` seconds (less often
+    where checking them would take more than 1 % of the time). It reads the sizes of
+    the ready objects from this process's core worker, and the small ones in one
+    `ray.get`. Runs submitted while it waits join the next wait.
     """
 
     _WINDOW = 64
-    _SLICE_MIN = 0.002
-    _SLICE_BUSY = 0.01
-    _SLICE_MAX = 0.05
+    _SLICE_MIN, _SLICE_BUSY, _SLICE_MAX = 0.002, 0.01, 0.05
     _SWEEP = 0.05
 
     def __init__(self) -> None:
@@ -500,13 +506,14 @@ class _Watcher:
         self._new: list[tuple[Any, _Sent]] = []
         self._thread: threading.Thread | None = None
 
-    def watch(self, ref: Any, sent: _Sent) -> None:
+    def watch(self, pairs: Iterable[tuple[Any, _Sent]]) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="taskrunners-ray-watcher", daemon=True)
                 self._thread.start()
-            self._new.append((ref, sent))
-            if len(self._new) == 1:
+            waiting = bool(self._new)
+            self._new.extend(pairs)
+            if not waiting:
                 self._arrived.notify()
 
     def _loop(self) -> None:
@@ -535,27 +542,21 @@ class _Watcher:
                     ready += ray.wait(beyond, num_returns=len(beyond), timeout=0, fetch_local=False)[0]
                     swept = time.monotonic()
                     sweep_every = max(self._SWEEP, 100 * (swept - now))
+                outcomes = _outcomes(ray, ready) if ready else []
             except Exception as exc:  # Ray went away (shut down under open runs)
-                self._drop(pending, exc)
+                for sent in pending.values():
+                    sent.run.crash(f"Ray stopped before it ended ({exc!r})", exc)
+                    sent.runner._release(sent)
+                pending.clear()
                 continue
             if not ready:
                 slice_ = min(slice_ * 2, self._SLICE_MAX)
-                continue
-            for ref, outcome in zip(ready, _outcomes(ray, ready)):
+            for ref, outcome in zip(ready, outcomes):
                 sent = pending.pop(ref)
                 try:
                     sent.runner._completed(sent, ref, outcome)
                 except BaseException:  # never let one run's trouble stop the others
                     logger.exception("taskrunners-ray: finishing run %r failed", sent.run.info.name)
-
-    def _drop(self, pending: dict[Any, _Sent], error: BaseException) -> None:
-        for sent in pending.values():
-            try:
-                sent.runner._settled()
-                sent.run.crash(f"Ray stopped before it ended ({error!r})", error)
-            except BaseException:
-                logger.exception("taskrunners-ray: ending run %r failed", sent.run.info.name)
-        pending.clear()
 
 
 #: The outcome of a run whose (completed) state is large: left in the object store.
@@ -563,42 +564,33 @@ _LARGE = object()
 
 
 def _outcomes(ray: Any, refs: list[Any]) -> list[Any]:
-    """For ready `refs`: the pickled state, `_LARGE`, or Ray's exception, each."""
-    large = _large(refs)
-    small = [ref for ref in refs if ref not in large]
-    values: dict[Any, Any] = {}
-    if small:
-        try:
-            values = dict(zip(small, ray.get(small)))
-        except Exception:
-            for ref in small:
-                try:
-                    values[ref] = ray.get(ref)
-                except Exception as exc:
-                    values[ref] = exc
-    return [_LARGE if ref in large else values[ref] for ref in refs]
+    """For ready `refs`: the pickled state, `_LARGE`, or Ray's exception, each.
 
-
-def _large(refs: list[Any]) -> set[Any]:
-    """The refs whose objects are at least `LAZY_MIN_BYTES` (Ray knows without moving them).
-
-    The process owns the objects of the runs it submitted, so its own core worker knows
-    their sizes (no RPC); Ray's cluster-wide lookup is the fallback.
+    This process owns the objects of the runs it sent, so its own core worker knows
+    their sizes without moving them (no RPC); Ray's cluster-wide lookup is the fallback.
     """
     from ray import experimental
 
-    sizes: dict[Any, Any] = {}
-    try:
-        sizes = experimental.get_local_object_locations(refs)
-    except Exception:  # a Ray without it: ask the cluster below
-        pass
+    local = getattr(experimental, "get_local_object_locations", None)
+    sizes: dict[Any, Any] = local(refs) if local is not None else {}
     unknown = [ref for ref in refs if (sizes.get(ref) or {}).get("object_size") is None]
     if unknown:
         try:
             sizes.update(experimental.get_object_locations(unknown))
         except Exception:  # no answer: read them all
             pass
-    return {ref for ref in refs if ((sizes.get(ref) or {}).get("object_size") or 0) >= LAZY_MIN_BYTES}
+    large = {ref for ref in refs if ((sizes.get(ref) or {}).get("object_size") or 0) >= LAZY_MIN_BYTES}
+    small = [ref for ref in refs if ref not in large]
+    values: dict[Any, Any] = {}
+    try:
+        values = dict(zip(small, ray.get(small)))
+    except Exception:
+        for ref in small:
+            try:
+                values[ref] = ray.get(ref)
+            except Exception as exc:
+                values[ref] = exc
+    return [_LARGE if ref in large else values[ref] for ref in refs]
 
 
 _watcher = _Watcher()
