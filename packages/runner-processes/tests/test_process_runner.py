@@ -172,7 +172,7 @@ def test_an_unpicklable_result_fails_that_run_with_a_clear_error() -> None:
 
 
 def test_submit_does_not_wait_for_upstream_runs(tmp_path: Path) -> None:
-    from taskrunners.testing import _tasks as signals
+    from taskrunners.testing import tasks as signals
 
     def body() -> Any:
         gate = signals.wait_and_return.submit(str(tmp_path), "go", value=4)
@@ -427,7 +427,7 @@ def test_a_failing_dispatcher_crashes_the_pending_runs_and_refuses_new_ones() ->
 
 
 def test_interrupted_flow_crashes_runs_not_yet_sent(tmp_path: Path) -> None:
-    from taskrunners.testing import _tasks as signals
+    from taskrunners.testing import tasks as signals
 
     futures: list[Future[Any]] = []
 
