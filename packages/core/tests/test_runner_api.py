@@ -330,6 +330,31 @@ def test_a_deferred_state_filled_in_bulk_and_pickled_as_plain() -> None:
     assert type(copy) is State and copy.result() == 7
 
 
+def test_deferred_states_loaded_all_at_once_or_one_by_one_when_some_are_lost() -> None:
+    def lost() -> State[Any]:
+        raise ConnectionError("lost with its worker")
+
+    calls: list[list[Any]] = []
+
+    def fetch_many(handles: list[Any]) -> list[State[Any]]:
+        calls.append(handles)
+        return [State(StateType.COMPLETED, data=handle.upper()) for handle in handles]
+
+    loaded: DeferredState[str] = DeferredState(lambda: pytest.fail("must not fetch"), handle="done")
+    loaded.fill(State(StateType.COMPLETED, data="done"))
+    one: DeferredState[str] = DeferredState(lambda: pytest.fail("must not fetch"), handle="one")
+    two: DeferredState[str] = DeferredState(lambda: pytest.fail("must not fetch"), handle="two")
+    DeferredState.load_all([loaded, one, two], fetch_many)
+    assert calls == [["one", "two"]] and (one.result(), two.result()) == ("ONE", "TWO")
+
+    kept: DeferredState[int] = DeferredState(lambda: State(StateType.COMPLETED, data=5), handle="kept")
+    gone: DeferredState[int] = DeferredState(lost, handle="gone")
+    DeferredState.load_all([kept, gone], lambda handles: [])  # the engine skipped what it lost
+    assert kept.loaded and kept.result() == 5 and not gone.loaded
+    with pytest.raises(TaskRunnersError, match="lost with its worker"):
+        gone.result()
+
+
 # -- context, slot lending, options, shipping -----------------------------------------------
 
 

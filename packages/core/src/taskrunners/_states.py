@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from ._errors import TaskRunnersError
@@ -239,7 +239,8 @@ class DeferredState(State[R]):
     callable; the first `result()` calls `fetch()`, which returns the run's full final
     state, and keeps its value (and `attempt` and `started`, which only the worker knew
     exactly). A runner may also bring many values at once, before its cluster goes,
-    with `fill()`. Only COMPLETED states are deferred: a failure carries its exception.
+    with `load_all()` or `fill()`. Only COMPLETED states are deferred: a failure
+    carries its exception.
 
     Pickling a deferred state fetches the value and sends a plain `State`.
 
@@ -316,6 +317,40 @@ class DeferredState(State[R]):
         self.started = full.started
         self._fetch = None
         self.handle = None
+
+    @staticmethod
+    def load_all(
+        states: Iterable[DeferredState[Any]], fetch_many: Callable[[list[Any]], Sequence[State[Any]]]
+    ) -> None:
+        """Bring the values of `states` here, many in one call to the engine.
+
+        For a runner about to leave its cluster: it keeps its deferred states in a
+        `weakref.WeakSet`, and loads those that someone still holds, whose values could
+        not be read once it has gone. `fetch_many(handles)` gets the `handle`s of the
+        states not loaded yet and returns their full final states, in the same order.
+        If it returns fewer (the engine skipped values it lost), each state is loaded on
+        its own instead, and those that fail stay unloaded (reading them raises).
+
+        Args:
+            states: Deferred states; those loaded already, or without a handle, are skipped.
+            fetch_many: Returns the full final states of many handles at once.
+
+        Raises:
+            Exception: Whatever `fetch_many` raised; no state was loaded.
+        """
+        pending = [state for state in list(states) if not state.loaded and state.handle is not None]
+        if not pending:
+            return
+        fulls = fetch_many([state.handle for state in pending])
+        if len(fulls) == len(pending):
+            for state, full in zip(pending, fulls):
+                state.fill(full)
+            return
+        for state in pending:
+            try:
+                state.load()
+            except TaskRunnersError:  # lost with its worker, say: reading it says so
+                pass
 
     def result(self, raise_on_failure: bool = True) -> R:
         if self._fetch is not None:
