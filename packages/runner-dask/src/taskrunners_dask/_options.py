@@ -38,8 +38,15 @@ def dask_options(**options: Any) -> Iterator[None]:
 
 
 def current_options() -> Mapping[str, Any]:
-    """The options of the innermost `dask_options` block (empty outside any)."""
-    return _options.current().values
+    """The options of the `dask_options` blocks, over those of the `dask.annotate` in
+    force: kept for a run that is sent later, from another thread."""
+    from dask.base import get_annotations
+
+    options = _options.current().values
+    annotations = get_annotations()
+    if not annotations:
+        return options
+    return {**{name: annotations[name] for name in OPTIONS if name in annotations}, **options}
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ __all__ = ["INLINE_LIMIT", "encode", "run"]
 INLINE_LIMIT = 16 * 1024
 
 _ALWAYS_INLINE = frozenset({type(None), bool, int, float, complex})
-_REPORT_PLUGIN = "taskrunners-dask-reports"
 
 
 # -- on the worker ----------------------------------------------------------------------
@@ -43,6 +42,7 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
     from distributed import get_worker
 
     from ._runner import DaskTaskRunner
+    from ._worker_plugin import NAME, pending
 
     worker = get_worker()
     runner = DaskTaskRunner._for_worker()
@@ -52,11 +52,8 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
             with blocking():
                 runner.wait_idle()
     message = [spec.info.number, encode(state)]
-    key = getattr(thread_state, "key", None)
-    if key is not None and _REPORT_PLUGIN in worker.plugins:
-        from ._worker_plugin import pending
-
-        pending[key] = (topic, message)  # sent by the plugin, in Dask's own batch
+    if NAME in worker.plugins:
+        pending[thread_state.key] = (topic, message)  # sent by the plugin, in Dask's own batch
     else:
         worker.log_event(topic, message)
     return state
@@ -88,12 +85,9 @@ def _seceding() -> Iterator[None]:
 
 
 def _sizeof_state(state: State[Any]) -> int:
-    """The memory a run's result takes on a worker: what its value takes.
-
-    Dask's memory management, spilling and transfer accounting go by this figure; left
-    to its default, a `State` would count as a few hundred bytes whatever it holds. A
-    `DeferredState` whose value is elsewhere counts as empty.
-    """
+    """The memory a run's result takes on a worker, for Dask's memory management,
+    spilling and transfer accounting: what its value takes (Dask's default would count
+    a few hundred bytes whatever it holds)."""
     from dask.sizeof import sizeof
 
     if isinstance(state, DeferredState) and not state.loaded:
@@ -124,18 +118,17 @@ def encode(state: State[Any]) -> bytes:
     An exception that does not pickle is replaced by a `TaskRunnersError` naming it.
     """
     fields = state.fields()
-    data, exception = fields.data, fields.exception
-    inline = type(data) in _ALWAYS_INLINE or _small(data)
-    blob: bytes | None = None
-    for with_data in (True, False) if inline else (False,):
-        for stand_in in (False, True):
-            error = _stand_in(exception) if stand_in else exception
-            blob = _dumps((fields.type.value, *fields[1:6], data if with_data else None, error, with_data))
-            if blob is not None:
-                break
-        if blob is not None and (not with_data or len(blob) <= INLINE_LIMIT):
+    head, data, error = (fields.type.value, *fields[1:6]), fields.data, fields.exception
+    if error is not None and _dumps(error) is None:
+        error = TaskRunnersError(
+            f"the run raised {type(error).__qualname__}: {error}, which could not be "
+            "pickled to reach the flow's process"
+        )
+    if type(data) in _ALWAYS_INLINE or _small(data):
+        blob = _dumps((*head, data, error, True))
+        if blob is not None and len(blob) <= INLINE_LIMIT:
             return blob
-    raise TaskRunnersError(f"the final state of a run could not be pickled: {state!r}")  # pragma: no cover
+    return dumps((*head, None, error, False))
 
 
 def _small(data: Any) -> bool:
@@ -147,17 +140,8 @@ def _small(data: Any) -> bool:
         return False
 
 
-def _dumps(fields: tuple[Any, ...]) -> bytes | None:
+def _dumps(obj: Any) -> bytes | None:
     try:
-        return dumps(fields)
+        return dumps(obj)
     except Exception:
         return None
-
-
-def _stand_in(exception: BaseException | None) -> BaseException | None:
-    if exception is None:
-        return None
-    return TaskRunnersError(
-        f"the run raised {type(exception).__qualname__}: {exception}, which could not be "
-        "pickled to reach the flow's process"
-    )

@@ -1,33 +1,31 @@
 """`DaskTaskRunner`: task runs on a dask.distributed cluster.
 
-Each run is one Dask task, submitted with `Client.submit` (or all of a `map` at once
-with `Client.map`) under a key that starts with the task's name. Upstream runs of the
-same runner are passed as their `distributed.Future`s, so Dask hands their results to
-the downstream worker directly; upstream runs of other runners are waited for here,
-without blocking `submit`, and their states sent along.
-
-How a run's final state comes back is in `_channel` (a small report per run, on the
-client's event topic); what runs on the worker is in `_remote`.
+Each run is one Dask task (the runs of one `map` go in one `Client.map`), under a key
+that starts with the task's name. Upstream runs of the same runner are passed as their
+`distributed.Future`s, so Dask hands their results to the downstream worker directly;
+upstream runs of other runners are waited for here, without blocking `submit`, and
+their states sent along. Final states come back through `_channel`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
+import inspect
 import logging
+import pkgutil
 import threading
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from taskrunners import Capability, Future, FutureList, State, Task, TaskRunner
-from taskrunners.lowlevel import DeferredState, PreparedRun, RunSpec
+from taskrunners.lowlevel import DeferredState, PreparedRun
 
 from . import _remote
-from ._channel import Channel, Record
+from ._channel import ENDED, Channel, Record, worker_channel
 from ._options import current_options
 
 if TYPE_CHECKING:
@@ -145,9 +143,7 @@ class DaskTaskRunner(TaskRunner):
         Raises:
             RuntimeError: The runner is not started.
         """
-        client = self._client
-        if client is None and self._worker_side and self.started:
-            client = self._attach()
+        client = self._connected()
         if client is None or not self.started:
             raise RuntimeError(
                 "the DaskTaskRunner is not started: it has a client only inside its `with` block"
@@ -178,34 +174,40 @@ class DaskTaskRunner(TaskRunner):
         _remote.register_sizeof()
         self._deferred = weakref.WeakSet()
         with contextlib.ExitStack() as undo:
-            undo.callback(self._close, False)  # a failed start closes what it started
+            undo.callback(self.shutdown, True)  # a failed start closes what it started
             if self.address is None:
                 self._cluster = _start_cluster(self.cluster_class, self.cluster_kwargs)
                 if self.adapt_kwargs:
                     _adapt(self._cluster, self.adapt_kwargs)
             target = self.address if self._cluster is None else self._cluster
             self._client = client = Client(target, **{"set_as_default": False, **self.client_kwargs})
-            self._channel = Channel.of(client)  # a new client: a channel of its own
+            self._channel = Channel(client)
             undo.pop_all()
         if self._cluster is None:
             where = f"Connected to the Dask scheduler at {self.address}"
         else:
             where = f"Started a {type(self._cluster).__name__} for the flow"
-        logger.info("%s; dashboard: %s", where, _dashboard(client))
+        try:
+            dashboard = str(client.dashboard_link)
+        except Exception:  # a scheduler without a dashboard
+            dashboard = "(none)"
+        logger.info("%s; dashboard: %s", where, dashboard)
         try:
             client.register_plugin(ReportPlugin())
         except Exception:  # the workers report from the task's thread instead, a little later
             logger.warning("could not install the taskrunners worker plugin", exc_info=True)
 
-    def _attach(self) -> distributed.Client:
-        """On a worker: use the worker's client (never closed by this runner)."""
-        from distributed import get_client
+    def _connected(self) -> distributed.Client | None:
+        """The client; a started worker-side runner attaches to its worker's client
+        (never closed by this runner) on first use."""
+        if self._client is None and self._worker_side and self.started:
+            from distributed import get_client
 
-        client = get_client()
-        self.address = getattr(client.scheduler, "address", None)
-        self._channel = Channel.of(client, lasting=True)
-        self._client = client
-        return client
+            client = get_client()
+            self.address = getattr(client.scheduler, "address", None)
+            self._channel = worker_channel(client)
+            self._client = client
+        return self._client
 
     def take_back_unstarted(self) -> list[PreparedRun]:
         """On interrupt: cancel the Dask tasks of the open runs and hand the runs back
@@ -220,9 +222,6 @@ class DaskTaskRunner(TaskRunner):
         return runs
 
     def shutdown(self, interrupted: bool) -> None:
-        self._close(fetch_values=not interrupted)
-
-    def _close(self, fetch_values: bool) -> None:
         client, cluster, channel = self._client, self._cluster, self._channel
         self._client = self._cluster = self._channel = None
         if self._worker_side:
@@ -231,29 +230,11 @@ class DaskTaskRunner(TaskRunner):
             for resource in (cluster, client, channel):
                 if resource is not None:
                     closing.callback(resource.close)
-            if fetch_values and client is not None:
-                self._fetch_deferred(client)
-
-    def _fetch_deferred(self, client: distributed.Client) -> None:
-        """Bring here the values still on the cluster whose states someone still holds:
-        once the client closes, they could not be read anymore."""
-        pending = [s for s in list(self._deferred) if not s.loaded and s.handle is not None]
-        if not pending:
-            return
-        try:
-            states = client.gather([s.handle for s in pending], errors="skip")
-        except Exception:
-            logger.warning("could not fetch the values of %d runs from Dask", len(pending), exc_info=True)
-            return
-        if len(states) == len(pending):
-            for state, full in zip(pending, states):
-                state.fill(full)
-            return
-        for state in pending:  # some failed to arrive: fetch one by one, leaving the failures unread
-            try:
-                state.load()
-            except Exception:
-                pass
+            if client is not None and not interrupted:  # bring home the values held here
+                try:
+                    DeferredState.load_all(self._deferred, partial(client.gather, errors="skip"))
+                except Exception:
+                    logger.warning("could not fetch the values of runs from Dask", exc_info=True)
 
     # -- submitting -------------------------------------------------------------------
 
@@ -276,34 +257,30 @@ class DaskTaskRunner(TaskRunner):
         options = current_options()
         for parameters in parameter_sets:
             run = self.prepare(task, parameters, wait_for)
-            if self._client is None and self._worker_side:
-                self._attach()
             futures.append(run.future)
-            args = run.native_upstreams(self) if run.upstream else ()
-            if args is None:
-                self._send_when_ready(run, options)
+            record = Record(self, run, run.spec, options)
+            args = run.native_upstreams(self)
+            if args is None:  # wait for upstream runs of another runner, or not sent yet
+                run.when_ready(partial(self._send_when_final, record))
             else:
-                ready.append(Record(self, run, args, options))
-        if ready:
-            self._send_many(ready)
+                record.args = args
+                ready.append(record)
+        self._send(ready)
         return futures
 
-    def _send_when_ready(self, run: PreparedRun, options: Mapping[str, Any]) -> None:
-        """Send `run` once its upstream runs (another runner's, or not sent yet) are final."""
-        options = _with_annotations(options)
+    def _send_when_final(self, record: Record, _: object = None) -> None:
+        """Send `record`'s run with its upstream runs, all final: their Dask futures
+        where Dask still holds the value, else their states."""
+        record.args = record.run.final_upstreams(self, lambda native: bool(native.status == "finished"))
+        self._send([record])
 
-        def ready(_: PreparedRun) -> None:
-            self._send_many([Record(self, run, run.final_upstreams(self, _on_cluster), options)])
-
-        run.when_ready(ready)
-
-    def _send_many(self, records: list[Record], spec: RunSpec | None = None) -> None:
-        """Hand the runs of `records` to Dask (with the same options); a re-sent run
-        gets a new key (the old one may be erred), and may go as another `spec`."""
-        client, channel = self._client, self._channel
+    def _send(self, records: list[Record]) -> None:
+        """Hand the runs of `records` (with the same options) to Dask; a re-sent run
+        gets a new key (the old one may be erred)."""
         records = [r for r in records if not r.done]  # not those crashed meanwhile (an interrupt)
         if not records:
             return
+        client, channel = self._connected(), self._channel
         if client is None or channel is None:
             for record in records:
                 record.run.crash("the runner shut down before the run could start")
@@ -311,65 +288,50 @@ class DaskTaskRunner(TaskRunner):
         for record in records:
             info = record.run.info
             record.key = f"{info.task_name}-{(uuid.uuid4() if record.key else info.id).hex}"
+            record.run.future.native = None  # a re-sent run's old one is not scanned again
+            record.reported, record.finished_scans = False, 0
             channel.records[info.number] = record
-        first, topic = records[0], channel.topic
-        options: dict[str, Any] = {"pure": False, **first.options}
         try:
-            if len(records) == 1:
-                spec = spec or first.run.spec
-                natives = [client.submit(_remote.run, spec, topic, first.args, key=first.key, **options)]
-            else:
-                specs, args, keys = zip(*((r.run.spec, r.args, r.key) for r in records))
-                options["key"] = list(keys)
-                natives = client.map(_remote.run, specs, [topic] * len(records), args, **options)
+            natives = client.map(
+                _remote.run,
+                [r.spec for r in records],
+                [channel.topic] * len(records),
+                [r.args for r in records],
+                key=[r.key for r in records],
+                pure=False,
+                **records[0].options,
+            )
         except Exception as exc:
             for record in records:
-                reason = f"Dask refused it: {type(exc).__name__}: {exc}"
-                channel.complete(record, record.run.spec.crashed(reason, exc))
+                record.run.crash(f"Dask refused it: {type(exc).__name__}: {exc}", exc)
             return
         for record, native in zip(records, natives):
-            record.native = record.run.future.native = native
+            record.run.future.native = native
 
-    # -- when Dask says a run's task ended --------------------------------------------
+    # -- when a run's Dask task ended without a report ------------------------------------
 
-    def _native_done(self, channel: Channel, record: Record, native: distributed.Future[Any]) -> None:
+    def _native_done(self, record: Record, native: distributed.Future[Any]) -> None:
         """In the channel's thread: the Dask task of `record` ended without a report."""
         from distributed.scheduler import KilledWorker
 
-        if record.done or record.evented or native is not record.native:
+        run, status = record.run, native.status
+        if record.done or native is not run.future.native:
             return
-        status = native.status
         if status == "finished":  # the report never arrived: read the result
-            try:
-                state = native.result()
-            except BaseException as exc:
-                state = record.run.spec.crashed(f"its result could not be fetched from Dask: {exc!r}", exc)
-            channel.complete(record, state)
+            run.set_state(native.result())
             return
-        error: BaseException | None = None
-        if status == "error":
-            try:
-                error = native.exception(timeout=30)
-            except BaseException as exc:
-                error = exc
-        run = record.run
-        if any(not isinstance(a, State) and a.status in ("error", "cancelled") for a in record.args):
+        error = native.exception(timeout=30) if status == "error" else None
+        if any(not isinstance(a, State) and a.status in ENDED for a in record.args):
             # An upstream run's Dask task failed (its run ends CRASHED or is re-sent):
             # send this one again once the upstream runs are final, with their states.
-            def again(_: PreparedRun) -> None:
-                if not record.done:
-                    self._resend(record, run.final_upstreams(self, _on_cluster))
-
-            run.when_ready(again)
+            run.when_ready(partial(self._send_when_final, record))
         elif isinstance(error, KilledWorker):
-            self._lost_with_worker(channel, record, error)
+            self._lost_with_worker(record, error)
+        elif status == "cancelled":
+            run.crash("Dask cancelled its task", error)
         else:
-            reason = (
-                "Dask cancelled its task"
-                if status == "cancelled"
-                else f"its Dask task failed outside the task's code ({type(error).__name__}: {error})"
-            )
-            channel.complete(record, run.spec.crashed(reason, error))
+            reason = f"its Dask task failed outside the task's code ({type(error).__name__}: {error})"
+            run.crash(reason, error)
 
     # -- lost workers -------------------------------------------------------------------
     #
@@ -380,59 +342,34 @@ class DaskTaskRunner(TaskRunner):
     # its own is the culprit, and that loss counts as an attempt (`count_loss`): it ends
     # CRASHED, or is re-sent (on its own again) if its task has retries left.
 
-    def _lost_with_worker(self, channel: Channel, record: Record, error: BaseException | None) -> None:
-        run, start = record.run, False
-        with self._suspects_lock:
-            isolated = self._isolated is record
-            if not isolated:
-                self._suspects.append(record)
-                start = self._isolated is None
-        if not isolated:
-            logger.info("the Dask worker running %s died; running it again on its own", run.info.name)
-            if start:
-                self._isolate_next()
-        elif run.count_loss():
-            name = run.info.name
-            logger.info("the worker running %s died again; retrying it (its task allows retries)", name)
-            task = run.task.with_options(retries=run.task.retries - run.losses)
-            self._resend(record, record.args, run.spec.with_task(task))
-        else:
-            reason = "the Dask worker running it died, and again when it ran alone"
-            channel.complete(record, run.spec.crashed(reason, error))
-
-    def _isolate_next(self) -> None:
-        """Re-send the next suspect, unless one is out already or none waits."""
-        while True:
+    def _lost_with_worker(self, record: Record, error: BaseException) -> None:
+        run, name = record.run, record.run.info.name
+        if self._isolated is not record:
+            logger.info("the Dask worker running %s died; running it again on its own", name)
             with self._suspects_lock:
-                if self._isolated is not None or not self._suspects:
-                    return
-                record = self._isolated = self._suspects.popleft()
-            if record.done:  # crashed meanwhile (the flow was interrupted)
-                with self._suspects_lock:
-                    self._isolated = None
-                continue
-            record.run.future.add_done_callback(partial(self._isolation_over, record))
-            self._resend(record, record.args)
-            return
+                self._suspects.append(record)
+            self._isolate_next()
+        elif run.count_loss():
+            logger.info("the worker running %s died again; retrying it (its task allows retries)", name)
+            record.spec = run.spec.with_task(run.task.with_options(retries=run.task.retries - run.losses))
+            self._send([record])
+        else:
+            run.crash("the Dask worker running it died, and again when it ran alone", error)
 
-    def _isolation_over(self, record: Record, _: Any = None) -> None:
+    def _isolate_next(self, _: object = None) -> None:
+        """Re-send the next suspect on its own, once the one sent before it is final."""
         with self._suspects_lock:
-            if self._isolated is record:
-                self._isolated = None
-        self._isolate_next()
-
-    def _resend(self, record: Record, args: tuple[Any, ...], spec: RunSpec | None = None) -> None:
-        """Send `record`'s run again, as a new Dask task (the old key may be erred)."""
-        record.args, record.evented, record.finished_scans = args, False, 0
-        self._send_many([record], spec)
+            if self._isolated is not None and not self._isolated.done:
+                return
+            while self._suspects and self._suspects[0].done:  # crashed meanwhile (an interrupt)
+                self._suspects.popleft()
+            record = self._isolated = self._suspects.popleft() if self._suspects else None
+        if record is not None:
+            record.run.future.add_done_callback(self._isolate_next)
+            self._send([record])
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _on_cluster(native: distributed.Future[Any]) -> bool:
-    """Whether Dask still holds the value of an upstream run's task."""
-    return bool(native.status == "finished")
 
 
 def _start_cluster(spec: str | type | None, given: dict[str, Any]) -> Any:
@@ -441,14 +378,11 @@ def _start_cluster(spec: str | type | None, given: dict[str, Any]) -> Any:
 
     cluster_class: Any = LocalCluster if spec is None else spec
     if isinstance(spec, str):
-        module_name, _, name = spec.replace(":", ".").rpartition(".")
-        if not module_name:
-            raise ValueError(f"cluster_class {spec!r} is not a dotted name like 'distributed.LocalCluster'")
         try:
-            cluster_class = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError) as exc:
+            cluster_class = pkgutil.resolve_name(spec)
+        except (ImportError, AttributeError, ValueError) as exc:
             raise ImportError(
-                f"cannot import {name!r} from {module_name!r} for cluster_class={spec!r}: {exc}. "
+                f"cannot import cluster_class={spec!r} ({type(exc).__name__}: {exc}). "
                 "Install the package that provides the cluster class."
             ) from exc
     kwargs = dict(given)
@@ -462,39 +396,7 @@ def _start_cluster(spec: str | type | None, given: dict[str, Any]) -> Any:
 
 
 def _adapt(cluster: Any, adapt_kwargs: dict[str, Any]) -> None:
-    """`cluster.adapt(**adapt_kwargs)`, awaited if it is a coroutine."""
-    import asyncio
-    import inspect
-
+    """`cluster.adapt(**adapt_kwargs)`, awaited on the cluster's event loop if it is a coroutine."""
     outcome = cluster.adapt(**adapt_kwargs)
     if inspect.isawaitable(outcome):
-
-        async def wait() -> Any:
-            return await outcome
-
-        sync = getattr(cluster, "sync", None)
-        if sync is not None:
-            sync(wait)
-        else:
-            asyncio.run(wait())
-
-
-def _dashboard(client: distributed.Client) -> str:
-    try:
-        return str(client.dashboard_link)
-    except Exception:  # a scheduler without a dashboard
-        return "(none)"
-
-
-_ANNOTATION_OPTIONS = ("resources", "priority", "retries", "workers", "allow_other_workers")
-
-
-def _with_annotations(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`options` plus the `dask.annotate` in force now, for a run sent later from
-    another thread (where the annotations of this one no longer apply)."""
-    from dask.base import get_annotations
-
-    annotations = get_annotations()
-    if not annotations:
-        return options
-    return {**{name: annotations[name] for name in _ANNOTATION_OPTIONS if name in annotations}, **options}
+        cluster.sync(lambda: outcome)  # awaits what the function returns
