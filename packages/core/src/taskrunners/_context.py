@@ -58,11 +58,6 @@ def prepared_calls() -> list[Any]:
     return getattr(_thread, "prepared", None) or []
 
 
-def collector() -> list[Any] | None:
-    """Where `TaskRunner.prepare` records the runs it prepares in this thread, if anywhere."""
-    return getattr(_thread, "prepared", None)
-
-
 def stop_tracking(previous: list[Any] | None) -> None:
     _thread.prepared = previous
 

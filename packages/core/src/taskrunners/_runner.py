@@ -167,6 +167,7 @@ class TaskRunner(abc.ABC):
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._runs: dict[int, PreparedRun] = {}
+        self._idle_waiters = 0
         self._failed: list[Future[Any]] = []
         self._idle_callbacks: list[Callable[[], object]] = []
         self._started = True
@@ -234,7 +235,11 @@ class TaskRunner(abc.ABC):
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every run handed to this runner is final. Returns whether it is."""
         with self._idle:
-            return self._idle.wait_for(lambda: not self._runs, timeout)
+            self._idle_waiters += 1
+            try:
+                return self._idle.wait_for(lambda: not self._runs, timeout)
+            finally:
+                self._idle_waiters -= 1
 
     @property
     def started(self) -> bool:
@@ -267,7 +272,7 @@ class TaskRunner(abc.ABC):
         run = PreparedRun(spec, Future(info, self), upstream)
         with self._lock:
             self._runs[info.number] = run
-        collector = _context.collector()
+        collector = getattr(_context._thread, "prepared", None)
         if collector is not None:
             collector.append(run)
         return run
@@ -281,8 +286,12 @@ class TaskRunner(abc.ABC):
             runs.pop(future.task_run.number, None)
             if runs:
                 return
-            self._idle.notify_all()
-            callbacks, self._idle_callbacks = self._idle_callbacks, []
+            if self._idle_waiters:
+                self._idle.notify_all()
+            callbacks = self._idle_callbacks
+            if not callbacks:
+                return
+            self._idle_callbacks = []
         for fn in callbacks:
             fn()
 
