@@ -482,13 +482,16 @@ class TestOnCluster:
             mapped = t.add.map(range(300), 1)
             values = mapped.result()
             natives = [future.native for future in mapped]
-            return values, len({ref.task_id() for ref in natives}), pickle.loads(ray.get(natives[-1])).result()
+            last = pickle.loads(ray.get(natives[-1])).result()
+            return values, len({ref.task_id() for ref in natives}), last
 
         values, ray_tasks, last = run(runner, body)
         assert values == list(range(1, 301)) and last == 300
         assert ray_tasks < 300, "no batch was formed"
 
-    def test_a_worker_killed_in_a_batch_crashes_only_the_run_that_killed_it(self, runner: RayTaskRunner) -> None:
+    def test_a_worker_killed_in_a_batch_crashes_only_the_run_that_killed_it(
+        self, runner: RayTaskRunner
+    ) -> None:
         def body() -> Any:
             mapped = rt.exit_on.map(range(300), bad=250)
             for future in mapped:
@@ -500,7 +503,9 @@ class TestOnCluster:
         assert states[250].is_crashed() and "worker" in str(states[250].exception)
         assert [s.result() for i, s in enumerate(states) if i != 250] == [i for i in range(300) if i != 250]
 
-    def test_in_a_batch_a_run_that_cannot_be_sent_or_returned_fails_alone(self, runner: RayTaskRunner) -> None:
+    def test_in_a_batch_a_run_that_cannot_be_sent_or_returned_fails_alone(
+        self, runner: RayTaskRunner
+    ) -> None:
         def body() -> Any:
             arguments = [threading.Lock() if i == 150 else i for i in range(200)]
             sent = rt.identity.map(arguments)

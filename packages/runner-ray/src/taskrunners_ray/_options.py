@@ -10,10 +10,6 @@ from taskrunners.lowlevel import RunOptions
 
 __all__ = ["OPTIONS", "remote_options", "resource_requests"]
 
-#: Options that reserve something on a node: checked against the cluster at submit.
-RESOURCE_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources")
-
-
 def _validate(options: dict[str, Any]) -> None:
     """Let Ray check names and values now, rather than at the first submit."""
     from ._remote import base_function
@@ -36,8 +32,8 @@ OPTIONS = RunOptions(
 
 
 def resource_requests(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The resource requests among `values`."""
-    return {name: values[name] for name in RESOURCE_OPTIONS if name in values}
+    """The options among `values` that reserve something on a node (checked at submit)."""
+    return {name: values[name] for name in ("num_cpus", "num_gpus", "memory", "resources") if name in values}
 
 
 @contextlib.contextmanager

@@ -1,14 +1,11 @@
-"""What runs on a Ray worker: the one remote function that executes every task run.
+"""What runs on a Ray worker: the remote functions that execute task runs.
 
-`run_remote(payload, *upstream)` receives the pickled `RunSpec` and the upstream runs'
-pickled final states (Ray resolves the upstream `ObjectRef`s, passed as top-level
-arguments, to those bytes on the worker), executes the spec with a `RayTaskRunner` of
-the worker for nested submission, and returns the final state, pickled: the one object
-that the flow's process watches and downstream runs receive.
-
-The remote function is made once per process; its variants with Ray options (the
-task's name, `remote_options`) are made once per distinct set of options and kept,
-so a submit only looks one up.
+`run_remote(payload, *upstream)` receives a pickled `RunSpec` and the upstream runs'
+pickled final states (Ray resolves upstream `ObjectRef`s, top-level arguments, to
+those bytes), executes the spec with a `RayTaskRunner` of the worker for nested
+submission, and returns the final state, pickled. `run_batch` does that for a batch of
+specs in turn, one object per run. Their variants with Ray options (the task's name,
+`remote_options`, the number of objects) are made once per distinct set and kept.
 """
 
 from __future__ import annotations
@@ -20,7 +17,9 @@ from typing import Any
 from taskrunners import State, StateType
 from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
 
-__all__ = ["base_function", "batch_variant", "batchable", "on_worker", "portable", "run_batch", "run_remote", "variant"]
+__all__ = [
+    "base_function", "batch_variant", "batchable", "on_worker", "portable", "run_batch", "run_remote", "variant"
+]
 
 #: A failed state larger than this once pickled has its exception replaced by a short one.
 FAILURE_MAX_BYTES = 8 * 1024
@@ -39,7 +38,8 @@ def on_worker() -> bool:
             from ray._private import worker
         except ImportError:  # pragma: no cover
             return False
-        _on_worker.append(getattr(worker.global_worker, "mode", None) == getattr(worker, "WORKER_MODE", object()))
+        mode = getattr(worker.global_worker, "mode", None)
+        _on_worker.append(mode == getattr(worker, "WORKER_MODE", object()))
     return _on_worker[0]
 
 

@@ -15,6 +15,7 @@ runs' values) in the object store as `DeferredState`s until read.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -70,12 +71,8 @@ class RayTaskRunner(TaskRunner):
     """
 
     capabilities = frozenset(
-        {
-            Capability.PARALLEL,
-            Capability.SURVIVES_WORKER_LOSS,
-            Capability.NATIVE_DEPENDENCIES,
-            Capability.RESOURCE_REQUESTS,
-        }
+        {Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.NATIVE_DEPENDENCIES}
+        | {Capability.RESOURCE_REQUESTS}
     )
     _on_demand = False  # entered by its first submit (the runner of a task on a Ray worker)
 
@@ -134,26 +131,19 @@ class RayTaskRunner(TaskRunner):
         session, self._session = self._session, None
         if session is None:
             return
-        try:  # bring home the values still referenced and left in the store: Ray may stop now
-            lazy = [state for state in list(self._lazy) if not state.loaded]
-            if lazy:
-                self._fill(lazy)
-        finally:
-            _session.leave(session)
-
-    @staticmethod
-    def _fill(lazy: list[DeferredState[Any]]) -> None:
-        import ray
-
+        # Bring home the values still referenced and left in the store: Ray may stop now.
+        lazy = [state for state in list(self._lazy) if not state.loaded]
         try:
-            for state, data in zip(lazy, ray.get([state.handle for state in lazy])):
+            import ray
+
+            for state, data in zip(lazy, ray.get([state.handle for state in lazy]) if lazy else ()):
                 state.fill(loads(data))
         except Exception:
             for state in lazy:
-                try:
+                with contextlib.suppress(Exception):  # lost with its worker, say: result() says so
                     state.load()
-                except Exception:  # lost with its worker, say: result() will say so
-                    pass
+        finally:
+            _session.leave(session)
 
     def take_back_unstarted(self) -> list[PreparedRun]:
         """Every open run: Ray is asked to cancel those it holds (an interrupt ends them all)."""
@@ -165,10 +155,8 @@ class RayTaskRunner(TaskRunner):
 
             for run in runs:
                 if run.future.native is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # ended meanwhile, or Ray is gone
                         ray.cancel(run.future.native)
-                    except Exception:  # ended meanwhile, or Ray is gone
-                        pass
         return runs
 
     # -- submitting -------------------------------------------------------------------
@@ -275,7 +263,7 @@ class RayTaskRunner(TaskRunner):
                 return all([self._send([sent]) for sent in group])
             run = group[0].run
             if isinstance(exc, TaskRunnersError):  # an argument that cannot be pickled
-                error = TypeError(f"task run {run.info.name!r} cannot be sent to a Ray worker: {exc.__cause__}")
+                error = TypeError(f"task run {run.info.name!r} cannot be sent to Ray: {exc.__cause__}")
                 run.set_state(State(StateType.FAILED, exception=error, name="NotSerializable"))
             else:
                 run.crash(f"Ray refused it: {type(exc).__name__}: {exc}", exc)
@@ -320,7 +308,8 @@ class RayTaskRunner(TaskRunner):
                 group = [head]
                 if not head.args and batchable(head.function):
                     longest = self._durations.get(head.function, BATCH_SECONDS)
-                    size = min(BATCH_MAX, -(-(len(queued) + 1) // limit), int(BATCH_SECONDS / max(longest, 1e-6)))
+                    share = -(-(len(queued) + 1) // limit)  # the queued runs divided among the places
+                    size = min(BATCH_MAX, share, int(BATCH_SECONDS / max(longest, 1e-6)))
                     while len(group) < size and queued and queued[0].function is head.function:
                         group.append(queued.popleft())
                 groups.append(group)
@@ -509,7 +498,8 @@ class _Watcher:
     def watch(self, pairs: Iterable[tuple[Any, _Sent]]) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="taskrunners-ray-watcher", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name="taskrunners-ray-watcher")
+                self._thread.daemon = True
                 self._thread.start()
             waiting = bool(self._new)
             self._new.extend(pairs)

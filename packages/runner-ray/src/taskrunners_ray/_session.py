@@ -3,18 +3,15 @@
 A process holds one Ray connection at a time. The first runner that needs Ray starts
 a local one (no address) or connects (an address) and records a `Session`; runners
 that start while it is up (nested flows, flows in other threads) join it, and the
-last one to leave shuts it down: `ray.shutdown()` stops a Ray this process started
-and only disconnects from a cluster it connected to. A Ray that was running before
-any runner came (the user's own `ray.init()`, or a Ray worker process) is used as it
-is and never shut down.
+last one to leave calls `ray.shutdown()`, which stops a Ray this process started and
+only disconnects from a cluster. A Ray that was there before any runner (the user's
+own `ray.init()`, or a Ray worker process) is used as it is and never shut down.
 
-Loopback: Ray replaces 127.0.0.1 with the machine's outward address whenever it is
-asked for the local node's address, and then binds its servers to that address. It
-keeps the loopback address only where it believes clusters are not supported (its
-`ENABLE_RAY_CLUSTER` switch, off on Windows and macOS, set by the environment
-variable `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`). The runner turns that switch off while
-it starts a local Ray, and while it connects to an address on this machine, so that the
-Ray it starts listens on 127.0.0.1 only and a driver can reach a cluster that does.
+Loopback: Ray replaces 127.0.0.1 by the machine's outward address, and binds its
+servers there, except where it believes clusters unsupported (its `ENABLE_RAY_CLUSTER`
+switch, which `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` sets). The runner turns the switch
+off while it starts a local Ray or connects to an address on this machine, so that its
+Ray listens on 127.0.0.1 only and a driver can reach a cluster that does.
 """
 
 from __future__ import annotations
@@ -37,20 +34,12 @@ _current: Session | None = None
 
 
 class Session:
-    """A Ray that runners of this process started or connected to.
+    """A Ray connection that runners of this process made: Ray's id of it (to tell it
+    from a later one) and how many started runners use it."""
 
-    Attributes:
-        kind: `"started"` (a local Ray) or `"connected"` (a cluster by address).
-        address: The address connected to, or `None`.
-        job_id: Ray's id of this process's connection, to tell it from a later one.
-        users: How many started runners use it.
-    """
+    __slots__ = ("job_id", "users")
 
-    __slots__ = ("address", "job_id", "kind", "users")
-
-    def __init__(self, kind: str, address: str | None, job_id: str) -> None:
-        self.kind = kind
-        self.address = address
+    def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.users = 1
 
@@ -71,22 +60,36 @@ def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
 
     with _lock:
         if ray.is_initialized():
-            session = _current
-            if session is not None and session.job_id == _job_id():
-                _check_same_cluster(address)
-                session.users += 1
-                return session
             _check_same_cluster(address)
-            return None
+            session = _current
+            if session is None or session.job_id != _job_id():
+                return None
+            session.users += 1
+            return session
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if address is None:
-            _start_local(init_kwargs)
-            session = Session("started", None, _job_id())
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "object_store_memory": DEFAULT_OBJECT_STORE_MEMORY,
+                "_node_ip_address": "127.0.0.1",
+            }
+            with _loopback():  # "local" starts a new Ray even if RAY_ADDRESS names one
+                ray.init(address="local", **{**kwargs, **init_kwargs})
         else:
-            _connect(address, init_kwargs)
-            session = Session("connected", address, _job_id())
-        _current = session
-        return session
+            try:
+                with _loopback() if address == "auto" or _is_loopback(address) else contextlib.nullcontext():
+                    ray.init(address=address, **init_kwargs)
+            except Exception as exc:
+                if "auth" in type(exc).__name__.lower() or "token" in str(exc).lower():
+                    raise RuntimeError(
+                        f"could not connect to the Ray cluster at {address!r}: {exc}. The cluster "
+                        "asks for token authentication: set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN "
+                        "(or RAY_AUTH_TOKEN_PATH) to the cluster's token, in this process's "
+                        "environment before the flow starts."
+                    ) from exc
+                raise
+        _current = Session(_job_id())
+        return _current
 
 
 def leave(session: Session) -> bool:
@@ -119,39 +122,6 @@ def _job_id() -> str:
         return "?"
 
 
-def _start_local(init_kwargs: dict[str, Any]) -> None:
-    import ray
-
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "object_store_memory": DEFAULT_OBJECT_STORE_MEMORY,
-        "_node_ip_address": "127.0.0.1",
-    }
-    kwargs.update(init_kwargs)
-    with _loopback():
-        # "local" always starts a new Ray, even if RAY_ADDRESS is set or a `ray start`
-        # cluster runs on this machine.
-        ray.init(address="local", **kwargs)
-
-
-def _connect(address: str, init_kwargs: dict[str, Any]) -> None:
-    import ray
-
-    local = address == "auto" or _is_loopback(address)
-    try:
-        with _loopback() if local else contextlib.nullcontext():
-            ray.init(address=address, **init_kwargs)
-    except Exception as exc:
-        if "auth" in type(exc).__name__.lower() or "token" in str(exc).lower():
-            raise RuntimeError(
-                f"could not connect to the Ray cluster at {address!r}: {exc}. The cluster "
-                "asks for token authentication: set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN "
-                "(or RAY_AUTH_TOKEN_PATH) to the cluster's token, in this process's "
-                "environment before the flow starts."
-            ) from exc
-        raise
-
-
 def _is_loopback(address: str) -> bool:
     if "://" in address:
         return False
@@ -165,8 +135,7 @@ def _loopback() -> Iterator[None]:
     try:
         from ray._private import ray_constants
     except ImportError:  # pragma: no cover - a Ray without that module: its own defaults
-        yield
-        return
+        ray_constants = None
     saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
     if saved is None:  # pragma: no cover
         yield
@@ -188,8 +157,7 @@ def _check_same_cluster(address: str | None) -> None:
         connected = str(ray.get_runtime_context().gcs_address)
     except Exception:
         return
-    wanted_port = address.rsplit(":", 1)[-1]
-    if connected.rsplit(":", 1)[-1] != wanted_port:
+    if connected.rsplit(":", 1)[-1] != address.rsplit(":", 1)[-1]:
         raise RuntimeError(
             f"RayTaskRunner(address={address!r}): this process is already connected to the "
             f"Ray at {connected}, and a process holds one Ray connection at a time. Use that "
