@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from taskrunners import Capability, Future, State, StateType, Task, TaskRunner, TaskRunnersError
+from taskrunners import Capability, Future, State, StateType, Task, TaskRunInfo, TaskRunner, TaskRunnersError
 from taskrunners.lowlevel import DeferredState, OptionSet, PreparedRun, dumps, loads
 
 from . import _session
@@ -121,7 +121,7 @@ class RayTaskRunner(TaskRunner):
         self._mutex = threading.Lock()
         self._functions: dict[Any, Any] = {}
         self._feasibility: dict[Any, Callable[[str], InfeasibleRequestError] | None] = {}
-        self._lazy: weakref.WeakSet[DeferredState[Any]] = weakref.WeakSet()
+        self._lazy: weakref.WeakKeyDictionary[DeferredState[Any], TaskRunInfo] = weakref.WeakKeyDictionary()
         self._broken: weakref.WeakSet[Future[Any]] = weakref.WeakSet()  # natives holding Ray's errors
         self._in_flight = 0  # Ray tasks out
         self._queued: deque[_Sent] = deque()
@@ -132,16 +132,11 @@ class RayTaskRunner(TaskRunner):
         if session is None:
             return
         # Bring home the values still referenced and left in the store: Ray may stop now.
-        lazy = [state for state in list(self._lazy) if not state.loaded]
+        lazy = {state: info for state, info in list(self._lazy.items()) if not state.loaded}
         try:
-            import ray
-
-            for state, data in zip(lazy, ray.get([state.handle for state in lazy]) if lazy else ()):
-                state.fill(loads(data))
-        except Exception:
-            for state in lazy:
-                with contextlib.suppress(Exception):  # lost with its worker, say: result() says so
-                    state.load()
+            DeferredState.load_all(lazy, _fetch_many)
+            for state, info in lazy.items():
+                info.start = info.start or state.started
         finally:
             _session.leave(session)
 
@@ -340,7 +335,7 @@ class RayTaskRunner(TaskRunner):
                 return full
 
             state: State[Any] = DeferredState(fetch, handle=ref)
-            self._lazy.add(state)
+            self._lazy[state] = info
         elif isinstance(outcome, BaseException):
             from ray.exceptions import RayTaskError
 
@@ -412,6 +407,16 @@ class _Sent:
         self.args: tuple[Any, ...] = ()
         self.native = False  # some argument is an ObjectRef of another run
         self.batch: list[_Sent] | None = None  # the runs of its batch whose objects Ray has not given
+
+
+def _fetch_many(refs: list[Any]) -> list[State[Any]]:
+    """The full final states in `refs`, or none if one of them is lost."""
+    import ray
+
+    try:
+        return [loads(data) for data in ray.get(refs)]
+    except Exception:  # each on its own, then
+        return []
 
 
 def _why(cause: BaseException) -> tuple[str, bool]:
