@@ -444,6 +444,17 @@ def test_dumps_sends_tasks_of_main_by_value(tmp_path: Path) -> None:
         "@task\n"
         "def double(x):\n"
         "    return 2 * x\n"
+        "import pickle\n"
+        "from taskrunners import TaskRunInfo\n"
+        "from taskrunners.lowlevel import RunSpec\n"
+        "spec = RunSpec(double, TaskRunInfo('double'), {'x': 1})\n"
+        "# the task's cached by-value bytes name __main__: still the standard pickler's output\n"
+        "assert dumps(spec) == pickle.dumps(spec, pickle.HIGHEST_PROTOCOL)\n"
+        "class Local:\n"
+        "    pass\n"
+        "# an argument of a class of __main__ sends the whole spec by value\n"
+        "local = RunSpec(double, TaskRunInfo('double'), {'x': Local()})\n"
+        "assert dumps(local) != pickle.dumps(local, pickle.HIGHEST_PROTOCOL)\n"
         "sys.stdout.buffer.write(dumps(double))\n"
     )
     blob = subprocess.run([sys.executable, str(script)], capture_output=True, check=True).stdout

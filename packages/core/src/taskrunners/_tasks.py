@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from . import _context
+from . import _context, _wire
 from ._engine import (
     RunSpec,
     TaskRunInfo,
@@ -424,7 +424,7 @@ def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, 
 
 
 #: Tasks pickled by value in this process, as their bytes (made once per task).
-_BLOBS: weakref.WeakKeyDictionary[Task[Any, Any], bytes] = weakref.WeakKeyDictionary()
+_BLOBS: weakref.WeakKeyDictionary[Task[Any, Any], tuple[bytes, int]] = weakref.WeakKeyDictionary()
 #: Tasks loaded from bytes in this process (loaded once per worker process).
 _LOADED: dict[bytes, Task[Any, Any]] = {}
 _LOADED_MAX = 1024
@@ -438,11 +438,12 @@ def _by_value(task: Task[Any, Any]) -> tuple[Any, ...]:
     cloudpickle = _cloudpickle()
     if cloudpickle is None:  # the pickler at hand must handle the function (or say it cannot)
         return (_rebuild_task, (task.fn, options))
-    blob = _BLOBS.get(task)
-    if blob is None:
+    entry = _BLOBS.get(task)
+    if entry is None:
         blob = cloudpickle.dumps((task.fn, options), protocol=5)
-        _BLOBS[task] = blob
-    return (_load_task, (blob,))
+        entry = _BLOBS[task] = (blob, blob.count(b"__main__"))
+    _wire.note_shipped_by_value(entry[1])
+    return (_load_task, (entry[0],))
 
 
 def _load_task(blob: bytes) -> Task[Any, Any]:

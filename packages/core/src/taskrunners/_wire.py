@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import sys
+import threading
 from typing import Any
 
 from ._errors import TaskRunnersError
@@ -21,6 +22,8 @@ __all__ = ["dumps", "loads"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _MAIN = b"__main__"
+
+_thread = threading.local()
 
 #: Unpickle what `dumps` made (the standard `pickle.loads`: cloudpickle's output loads with it).
 loads = pickle.loads
@@ -40,12 +43,15 @@ def dumps(obj: Any) -> bytes:
     cloudpickle = sys.modules.get("cloudpickle")
     first: Exception | None = None
     if cloudpickle is None or not _registry(cloudpickle):
+        _thread.mains = 0
         try:
             data = pickle.dumps(obj, _PROTOCOL)
         except Exception as exc:
             first = exc
         else:
-            if _MAIN not in data:
+            # "__main__" inside the cached bytes of tasks shipped by value is fine; any
+            # other occurrence is a reference that a worker could not resolve.
+            if _MAIN not in data or data.count(_MAIN) == _thread.mains:
                 return data
     if cloudpickle is None:
         try:
@@ -59,6 +65,12 @@ def dumps(obj: Any) -> bytes:
         return bytes(cloudpickle.dumps(obj, _PROTOCOL))
     except Exception as exc:
         raise TaskRunnersError(f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
+
+
+def note_shipped_by_value(blob_mains: int) -> None:
+    """A task's by-value bytes, with `blob_mains` occurrences of `__main__`, were written
+    into the pickle that `dumps` is making in this thread (called by `Task.__reduce__`)."""
+    _thread.mains = getattr(_thread, "mains", 0) + blob_mains
 
 
 def _registry(cloudpickle: Any) -> bool:
