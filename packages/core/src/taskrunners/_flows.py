@@ -81,8 +81,6 @@ class _MissingRunner(TaskRunner):
     def __eq__(self, other: object) -> bool:
         return type(other) is _MissingRunner
 
-    __hash__ = None  # type: ignore[assignment]
-
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Future[Any]:
         from ._errors import RunnerLookupError
 

@@ -165,8 +165,7 @@ class Future(Generic[R]):
     def state(self) -> State[R]:
         """The run's current state: a local read, no I/O."""
         self._observed = True
-        state = self._state
-        return state if state is not None else State(StateType.PENDING, timestamp=self.task_run.created)
+        return self.peek()
 
     def peek(self) -> State[R]:
         """The run's current state, without marking the run as looked at.
