@@ -8,7 +8,8 @@ from typing import Any
 
 from taskrunners.lowlevel import RunOptions
 
-__all__ = ["OPTIONS", "remote_options", "resource_requests"]
+__all__ = ["OPTIONS", "remote_options"]
+
 
 def _validate(options: dict[str, Any]) -> None:
     """Let Ray check names and values now, rather than at the first submit."""
@@ -29,11 +30,6 @@ OPTIONS = RunOptions(
     merge=("resources",),
     validate=_validate,
 )
-
-
-def resource_requests(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The options among `values` that reserve something on a node (checked at submit)."""
-    return {name: values[name] for name in ("num_cpus", "num_gpus", "memory", "resources") if name in values}
 
 
 @contextlib.contextmanager
@@ -71,15 +67,8 @@ def remote_options(
         ValueError: An option the runner manages itself (`num_returns`,
             `retry_exceptions`), or an option Ray does not accept.
     """
-    given = dict(ray_options)
-    for name, value in (
-        ("num_cpus", num_cpus),
-        ("num_gpus", num_gpus),
-        ("memory", memory),
-        ("resources", resources),
-        ("max_retries", max_retries),
-    ):
-        if value is not None:
-            given[name] = value
+    named = {"num_cpus": num_cpus, "num_gpus": num_gpus, "memory": memory, "resources": resources}
+    named["max_retries"] = max_retries
+    given = {**ray_options, **{name: value for name, value in named.items() if value is not None}}
     with OPTIONS.using(**given) as merged:
         yield merged

@@ -1,56 +1,39 @@
-"""What runs on a Ray worker: the remote functions that execute task runs.
-
-`run_remote(payload, *upstream)` receives a pickled `RunSpec` and the upstream runs'
-pickled final states (Ray resolves upstream `ObjectRef`s, top-level arguments, to
-those bytes), executes the spec with a `RayTaskRunner` of the worker for nested
-submission, and returns the final state, pickled. `run_batch` does that for a batch of
-specs in turn, one object per run. Their variants with Ray options (the task's name,
-`remote_options`, the number of objects) are made once per distinct set and kept.
-"""
+"""What runs on a Ray worker: the remote functions that execute task runs, and their
+variants with Ray options (made once per task name and set of options, and kept)."""
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 from taskrunners import State, StateType
 from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
 
-__all__ = [
-    "base_function", "batch_variant", "batchable", "on_worker", "portable", "run_batch", "run_remote", "variant"
-]
+__all__ = ["base_function", "batch_variant", "batchable", "on_worker", "run_batch", "run_remote", "variant"]
 
 #: A failed state larger than this once pickled has its exception replaced by a short one.
 FAILURE_MAX_BYTES = 8 * 1024
 
-_lock = threading.Lock()
-_bases: dict[Any, Any] = {}
 _variants: dict[Any, Any] = {}
 _options: dict[Any, dict[str, Any]] = {}  # variant -> its options
-_on_worker: list[bool] = []
 
 
+@functools.cache
 def on_worker() -> bool:
     """Whether this process is a Ray worker (a task running here submits runs)."""
-    if not _on_worker:
-        try:
-            from ray._private import worker
-        except ImportError:  # pragma: no cover
-            return False
-        mode = getattr(worker.global_worker, "mode", None)
-        _on_worker.append(mode == getattr(worker, "WORKER_MODE", object()))
-    return _on_worker[0]
+    from ray._private import worker
+
+    return bool(worker.global_worker.mode == worker.WORKER_MODE)
 
 
 def run_remote(payload: bytes, *upstream: bytes) -> bytes:
-    """Execute one run on a Ray worker; returns its final state, pickled."""
+    """Execute one run on a Ray worker (given its upstream runs' pickled states); return its own."""
     return _execute(loads(payload), [loads(data) for data in upstream])
 
 
 def run_batch(payload: bytes) -> tuple[bytes, ...]:
-    """Execute a batch of runs (without upstream runs) in turn; returns their final
-    states, pickled, one Ray object each."""
+    """Execute a batch of runs without upstream runs in turn; one pickled state each."""
     specs: list[RunSpec] = loads(payload)
     return tuple(_execute(spec, ()) for spec in specs)
 
@@ -63,7 +46,7 @@ def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
     if runner.started:  # the task submitted runs: wait for them
         runner.__exit__(None, None, None)
     if state.exception is not None:
-        state = portable(state)
+        state = _portable(state)
     try:
         return dumps(state)
     except Exception as exc:  # a return value that cannot leave the worker
@@ -75,15 +58,11 @@ def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
         return dumps(State(StateType.FAILED, exception=error, name="NotSerializable", attempt=state.attempt))
 
 
-def portable(state: State[Any]) -> State[Any]:
-    """`state`, or a copy whose exception can be pickled and is small.
-
-    The flow's process tells a completed run's large value from a failure by size
-    alone, so a failure must stay small.
-    """
+def _portable(state: State[Any]) -> State[Any]:
+    """`state`, or a copy whose exception can be pickled and is small (the flow's
+    process tells a completed run's large value from a failure by size alone)."""
     fields = state.fields()
     exc = fields.exception
-    problem: str | None = None
     try:
         size = len(dumps(exc))
     except Exception as error:
@@ -102,26 +81,17 @@ def portable(state: State[Any]) -> State[Any]:
     return State.from_fields(fields._replace(exception=replacement))
 
 
+@functools.cache
 def base_function(function: Any = run_remote) -> Any:
     """The Ray remote function for `run_remote` (or `run_batch`), made on first use."""
-    fn = _bases.get(function)
-    if fn is None:
-        with _lock:
-            fn = _bases.get(function)
-            if fn is None:
-                import ray
+    import ray
 
-                fn = _bases[function] = ray.remote(max_retries=0, retry_exceptions=False)(function)
-    return fn
+    return ray.remote(max_retries=0, retry_exceptions=False)(function)
 
 
 def variant(task_name: str, options: OptionSet, nested: bool) -> Any:
-    """The remote function with Ray options for runs of `task_name`.
-
-    Ray names the task after ours, and a run submitted from inside a task reserves no
-    CPU unless the options ask for some. Ray reruns nothing unless the options set
-    `max_retries`: the runner reruns a run lost with its worker (see `RayTaskRunner`).
-    """
+    """The remote function with Ray options for runs of `task_name`: named after the
+    task, and reserving no CPU for a run submitted from a task (`nested`) unless asked."""
     key = (task_name, options.key, nested)
     fn = _variants.get(key)
     if fn is None:
@@ -141,11 +111,7 @@ def batchable(single: Any) -> bool:
     return single in _options
 
 
+@functools.cache
 def batch_variant(single: Any, count: int) -> Any:
-    """The remote function for a batch of `count` runs with the options of `single`
-    (a `variant`), returning `count` objects."""
-    key = (single, count)
-    fn = _variants.get(key)
-    if fn is None:
-        fn = _variants[key] = base_function(run_batch).options(**_options[single], num_returns=count)
-    return fn
+    """The remote function for a batch of `count` runs with the options of the `variant` `single`."""
+    return base_function(run_batch).options(**_options[single], num_returns=count)

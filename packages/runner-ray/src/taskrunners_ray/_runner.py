@@ -1,35 +1,31 @@
 """`RayTaskRunner`: run a flow's task runs on Ray, a local one or any cluster.
 
-Each run becomes a call of one remote function (`_remote.run_remote`) that executes
-its `RunSpec` on a worker and returns its final `State`, pickled: the object that
-downstream runs receive. The future's `native` is that object's `ObjectRef`, handed to
-downstream runs of this runner as a top-level argument (Ray resolves it on the worker),
-so data moves between workers, not through the flow's process. Runs without upstream
-runs that queue (the runner keeps twice the cluster's CPUs in Ray tasks) go in batches,
-one Ray task for several short runs, each still with its own object.
-
-One thread per process (`_Watcher`) learns which runs ended with `ray.wait` (without
-fetching), reads the small states in one `ray.get` and leaves large ones (completed
-runs' values) in the object store as `DeferredState`s until read.
+Each run is a call of `_remote.run_remote` on a worker, whose object is the run's final
+`State`, pickled: the future's `native` is its `ObjectRef`, an argument of downstream
+runs, so data moves between workers, not through the flow's process. Queued runs without
+upstream runs go in batches, each run with its own object. One thread per process
+(`_Watcher`) finishes the futures of the runs that ended.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import itertools
 import logging
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taskrunners import Capability, Future, State, StateType, Task, TaskRunInfo, TaskRunner, TaskRunnersError
-from taskrunners.lowlevel import DeferredState, OptionSet, PreparedRun, dumps, loads
+from taskrunners.lowlevel import DeferredState, PreparedRun, RunSpec, dumps, loads
 
 from . import _session
-from ._options import OPTIONS, resource_requests
+from ._options import OPTIONS
 from ._remote import batch_variant, batchable, on_worker, variant
 
 __all__ = ["InfeasibleRequestError", "RayTaskRunner"]
@@ -75,17 +71,17 @@ class RayTaskRunner(TaskRunner):
         | {Capability.RESOURCE_REQUESTS}
     )
     _on_demand = False  # entered by its first submit (the runner of a task on a Ray worker)
+    _on_demand_lock = threading.Lock()
 
     def __init__(self, address: str | None = None, init_kwargs: dict[str, Any] | None = None) -> None:
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be a string or None, got {address!r}")
         if init_kwargs is not None and not hasattr(init_kwargs, "items"):
             raise TypeError(f"init_kwargs must be a dict of ray.init() arguments, got {init_kwargs!r}")
-        kwargs = dict(init_kwargs or {})
-        if "address" in kwargs:
-            raise ValueError("give the cluster's address as RayTaskRunner(address=...), not in init_kwargs")
         self.address = address
-        self.init_kwargs = kwargs
+        self.init_kwargs = dict(init_kwargs or {})
+        if "address" in self.init_kwargs:
+            raise ValueError("give the cluster's address as RayTaskRunner(address=...), not in init_kwargs")
         self._session: _session.Session | None = None
 
     def duplicate(self) -> RayTaskRunner:
@@ -102,8 +98,7 @@ class RayTaskRunner(TaskRunner):
     @classmethod
     def for_worker(cls) -> RayTaskRunner:
         """The runner that a task's `.submit()` reaches on a Ray worker, on the worker's
-        own connection. It costs nothing until the task submits: its first submit enters
-        it, and whoever made it exits it if `started`."""
+        own connection. Its first submit enters it; whoever made it exits it if `started`."""
         runner = cls()
         runner._on_demand = True
         return runner
@@ -111,16 +106,14 @@ class RayTaskRunner(TaskRunner):
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        nested = self.address is None and not self.init_kwargs and on_worker()
-        if not nested:
+        if not (self.address is None and not self.init_kwargs and on_worker()):
             self._session = _session.join(self.address, self.init_kwargs)
-            nested = on_worker()
-        # On a Ray worker, runs reserve no CPU (the submitting task lends its own) and at
-        # most the cluster's CPUs of them are out at once per submitting task.
-        self._nested = nested
+        # On a Ray worker, runs reserve no CPU (the submitting task lends its own), and at
+        # most the cluster's CPUs of them are out per submitting task (twice that from a flow).
+        self._nested = on_worker()
+        self._limit = _cluster_cpus() * (1 if self._nested else 2)  # Ray tasks kept out
         self._mutex = threading.Lock()
-        self._functions: dict[Any, Any] = {}
-        self._feasibility: dict[Any, Callable[[str], InfeasibleRequestError] | None] = {}
+        self._functions: dict[Any, Any] = {}  # (task name, options key) -> remote function or error text
         self._lazy: weakref.WeakKeyDictionary[DeferredState[Any], TaskRunInfo] = weakref.WeakKeyDictionary()
         self._broken: weakref.WeakSet[Future[Any]] = weakref.WeakSet()  # natives holding Ray's errors
         self._in_flight = 0  # Ray tasks out
@@ -142,16 +135,15 @@ class RayTaskRunner(TaskRunner):
 
     def take_back_unstarted(self) -> list[PreparedRun]:
         """Every open run: Ray is asked to cancel those it holds (an interrupt ends them all)."""
+        import ray
+
         with self._mutex:
             self._queued.clear()
         runs = self.open_runs()
-        if runs:
-            import ray
-
-            for run in runs:
-                if run.future.native is not None:
-                    with contextlib.suppress(Exception):  # ended meanwhile, or Ray is gone
-                        ray.cancel(run.future.native)
+        for run in runs:
+            if run.future.native is not None:
+                with contextlib.suppress(Exception):  # ended meanwhile, or Ray is gone
+                    ray.cancel(run.future.native)
         return runs
 
     # -- submitting -------------------------------------------------------------------
@@ -163,21 +155,23 @@ class RayTaskRunner(TaskRunner):
         wait_for: Iterable[Any] | None = None,
     ) -> Future[Any]:
         if self._on_demand and not self.started:
-            with _on_demand_lock:
+            with self._on_demand_lock:
                 if not self.started:
                     self.__enter__()
         run = self.prepare(task, parameters, wait_for)
         options = OPTIONS.current()
         key = (task.name, options.key)
         function = self._functions.get(key) if options.key is not None else None
-        if function is None:
-            function = self._function(task, options)
-            if isinstance(function, InfeasibleRequestError):
-                run.set_state(State(StateType.FAILED, exception=function, name="Infeasible"))
-                return run.future
+        if function is None:  # the remote function, or the text of an InfeasibleRequestError
+            function = _infeasible(options.values, self._nested, task.name)
+            function = function or variant(task.name, options, self._nested)
             if options.key is not None:
                 self._functions[key] = function
-        sent = _Sent(self, run, function, "max_retries" not in options.values)
+        if isinstance(function, str):
+            error = InfeasibleRequestError(function)
+            run.set_state(State(StateType.FAILED, exception=error, name="Infeasible"))
+            return run.future
+        sent = _Sent(self, run, run.spec, function, "max_retries" not in options.values)
         args = run.native_upstreams(self) if run.upstream else ()
         if args is None:
             run.when_ready(lambda _: self._launch(sent, run.final_upstreams(self)))
@@ -185,23 +179,9 @@ class RayTaskRunner(TaskRunner):
             self._launch(sent, args)
         return run.future
 
-    def _function(self, task: Task[Any, Any], options: OptionSet) -> Any:
-        """The remote function variant for this run, or the error of an infeasible request."""
-        requests = resource_requests(options.values)
-        if requests:
-            key = options.key if options.key is not None else id(options)
-            try:
-                check = self._feasibility[key]
-            except KeyError:
-                check = self._feasibility[key] = _infeasible(requests, self._nested)
-            if check is not None:
-                return check(task.name)
-        return variant(task.name, options, self._nested)
-
     def _launch(self, sent: _Sent, upstream: tuple[Any, ...]) -> None:
-        """Hand the run to Ray with its upstream runs (ObjectRefs, or states to pickle),
-        or queue it while this runner has `_limit()` Ray tasks out (a run with upstream
-        arguments goes at once, except from a Ray worker)."""
+        """Send the run with its upstream runs (ObjectRefs, or states to pickle), or queue
+        it while `_limit` Ray tasks are out (from the flow's process, only one without them)."""
         args: list[Any] = []
         for arg in upstream:
             if isinstance(arg, State):
@@ -219,35 +199,24 @@ class RayTaskRunner(TaskRunner):
             args.append(arg)
         sent.args = tuple(args)
         held = self._nested or not args
-        limit = self._limit() if held else 0
         with self._mutex:
-            if held and (self._queued or self._in_flight >= limit):
+            if held and (self._queued or self._in_flight >= self._limit):
                 self._queued.append(sent)
                 return
             self._in_flight += 1
         if not self._send([sent]):
             self._drain()
 
-    def _limit(self) -> int:
-        """How many Ray tasks this runner keeps out: the cluster's CPUs from a Ray worker
-        (where runs reserve none), twice that from the flow's process."""
-        return _cluster_cpus() * (1 if self._nested else 2)
-
-    def _send(self, group: list[_Sent], spec: Any = None) -> bool:
+    def _send(self, group: list[_Sent]) -> bool:
         """Send one Ray task (counted in `_in_flight` already): a run, or a batch of queued
         runs of one remote function. Returns whether it went (else it is uncounted)."""
         group = [sent for sent in group if not sent.run.future.done()]  # not abandoned meanwhile
-        if not group:
-            with self._mutex:
-                self._in_flight -= 1
-            return False
         try:
             if len(group) == 1:
-                sent = group[0]
-                sent.batch = None
-                refs = [sent.function.remote(dumps(spec or sent.run.spec), *sent.args)]
-            else:
-                payload = dumps([sent.run.spec for sent in group])
+                group[0].batch = None
+                refs = [group[0].function.remote(dumps(group[0].spec), *group[0].args)]
+            elif group:
+                payload = dumps([sent.spec for sent in group])
                 refs = batch_variant(group[0].function, len(group)).remote(payload)
                 for sent in group:
                     sent.batch = group
@@ -256,12 +225,13 @@ class RayTaskRunner(TaskRunner):
                 with self._mutex:
                     self._in_flight += len(group) - 1
                 return all([self._send([sent]) for sent in group])
-            run = group[0].run
+            run = group.pop().run
             if isinstance(exc, TaskRunnersError):  # an argument that cannot be pickled
                 error = TypeError(f"task run {run.info.name!r} cannot be sent to Ray: {exc.__cause__}")
                 run.set_state(State(StateType.FAILED, exception=error, name="NotSerializable"))
             else:
                 run.crash(f"Ray refused it: {type(exc).__name__}: {exc}", exc)
+        if not group:  # abandoned meanwhile, or refused
             with self._mutex:
                 self._in_flight -= 1
             return False
@@ -270,17 +240,10 @@ class RayTaskRunner(TaskRunner):
         _watcher.watch(zip(refs, group))
         return True
 
-    def _release(self, sent: _Sent | None = None) -> None:
-        """A run handed to Ray ended: once its Ray task has, send queued runs while there
-        is room.
-
-        Queued runs without upstream arguments go in batches once runs of their task are
-        known to be short: a batch takes the queued runs divided among the free places,
-        at most `BATCH_MAX` of them and `BATCH_SECONDS` of work by the longest recent
-        run of the task. Each run keeps its own object (the batch returns one per run).
-        """
+    def _release(self, sent: _Sent) -> None:
+        """A run handed to Ray ended: once the last one of its Ray task has, send more."""
         with self._mutex:
-            if sent is not None and sent.batch is not None:
+            if sent.batch is not None:
                 sent.batch.remove(sent)
                 if sent.batch:
                     return
@@ -288,35 +251,32 @@ class RayTaskRunner(TaskRunner):
         self._drain()
 
     def _drain(self) -> None:
-        limit = self._limit()
+        """Send queued runs while there is room. Those without upstream arguments go in
+        batches once runs of their task are known to be short: the queued runs divided
+        among the free places, at most `BATCH_MAX` and `BATCH_SECONDS` of work each."""
+        limit = self._limit
         while True:
-            groups = self._take(limit)
+            groups: list[list[_Sent]] = []
+            with self._mutex:
+                queued = self._queued
+                while queued and self._in_flight < limit:
+                    head = queued.popleft()
+                    group = [head]
+                    if not head.args and batchable(head.function):
+                        longest = self._durations.get(head.function, BATCH_SECONDS)
+                        share = -(-(len(queued) + 1) // limit)
+                        size = min(BATCH_MAX, share, int(BATCH_SECONDS / max(longest, 1e-6)))
+                        while len(group) < size and queued and queued[0].function is head.function:
+                            group.append(queued.popleft())
+                    groups.append(group)
+                    self._in_flight += 1
             if not groups or all([self._send(group) for group in groups]):
                 return
-
-    def _take(self, limit: int) -> list[list[_Sent]]:
-        groups: list[list[_Sent]] = []
-        with self._mutex:
-            queued = self._queued
-            while queued and self._in_flight < limit:
-                head = queued.popleft()
-                group = [head]
-                if not head.args and batchable(head.function):
-                    longest = self._durations.get(head.function, BATCH_SECONDS)
-                    share = -(-(len(queued) + 1) // limit)  # the queued runs divided among the places
-                    size = min(BATCH_MAX, share, int(BATCH_SECONDS / max(longest, 1e-6)))
-                    while len(group) < size and queued and queued[0].function is head.function:
-                        group.append(queued.popleft())
-                groups.append(group)
-                self._in_flight += 1
-        return groups
 
     # -- runs ending (on the watcher's thread) ----------------------------------------
 
     def _completed(self, sent: _Sent, ref: Any, outcome: Any) -> None:
-        """The run's state arrived (pickled), or `_LARGE` for a large completed value left
-        in the object store, or Ray's error in its place."""
-        batched = sent.batch is not None
+        """The run's Ray task gave its `outcome` (see `_outcomes`)."""
         self._release(sent)
         run = sent.run
         if outcome is _LARGE:
@@ -334,17 +294,15 @@ class RayTaskRunner(TaskRunner):
                 info.start = info.start or full.started
                 return full
 
-            state: State[Any] = DeferredState(fetch, handle=ref)
+            state = DeferredState(fetch, handle=ref)
             self._lazy[state] = info
         elif isinstance(outcome, BaseException):
             from ray.exceptions import RayTaskError
 
             while isinstance(outcome, RayTaskError) and getattr(outcome, "cause", None) is not None:
                 outcome = outcome.cause  # the exception inside Ray's wrappers
-            if sent.native:  # Ray may only pass on an upstream's loss: decide once they are final
-                run.when_ready(lambda _: self._lost_after_upstream(sent, outcome))
-            else:
-                self._lost(sent, outcome, batched)
+            # Ray may only pass on an upstream's loss: decide once the upstream runs are final.
+            run.when_ready(lambda _: self._errored(sent, outcome))
             return
         else:
             state = loads(outcome)
@@ -354,13 +312,12 @@ class RayTaskRunner(TaskRunner):
                 self._durations[sent.function] = took if took > known else 0.9 * known + 0.1 * took
         run.set_state(state)
 
-    def _lost_after_upstream(self, sent: _Sent, cause: BaseException) -> None:
+    def _errored(self, sent: _Sent, cause: BaseException) -> None:
         run = sent.run
-        if not any(up in self._broken for up in run.upstream):
-            self._lost(sent, cause, False)
+        if not sent.native or not any(up in self._broken for up in run.upstream):
+            self._lost(sent, cause)
             return
-        # An upstream's worker was lost: the engine decides with the upstream states, as
-        # for any failed upstream (allow_failure runs the task, with states passed in).
+        # An upstream's worker was lost: decide as for any failed upstream (allow_failure runs it).
         inputs = run.spec.inputs(run.upstream_states())
         if isinstance(inputs, State):
             self._broken.add(run.future)
@@ -369,44 +326,39 @@ class RayTaskRunner(TaskRunner):
         sent.native = False
         self._launch(sent, run.final_upstreams(self))
 
-    def _lost(self, sent: _Sent, cause: BaseException, batched: bool) -> None:
-        """Ray lost the run itself: run it again alone if it was in a batch (which run
-        killed the worker is unknown) or if its task's retries allow (a loss counts as an
-        attempt, unless `max_retries` gave losses to Ray), else end it CRASHED."""
+    def _lost(self, sent: _Sent, cause: BaseException) -> None:
+        """Ray lost the run itself: run it again alone if it was in a batch (any run may have
+        killed the worker), or if its task's retries allow (unless `max_retries` gave losses
+        to Ray); else end it CRASHED."""
         run = sent.run
         self._broken.add(run.future)
         reason, lost = _why(cause)
-        if lost and batched:
+        if lost and sent.batch is not None:
             logger.info("the Ray worker running %s (in a batch) died; running it again alone", run.info.name)
-            spec = None
         elif lost and sent.rerun and run.count_loss():
             logger.info("the Ray worker running %s died; running it again", run.info.name)
-            spec = run.spec.with_task(run.task.with_options(retries=run.task.retries - run.losses))
+            sent.spec = run.spec.with_task(run.task.with_options(retries=run.task.retries - run.losses))
         else:
             run.set_state(run.spec.crashed(reason, cause))
             return
         with self._mutex:
             self._in_flight += 1
-        if not self._send([sent], spec):
+        if not self._send([sent]):
             self._drain()
 
 
-_on_demand_lock = threading.Lock()
-
-
+@dataclasses.dataclass(eq=False, slots=True)
 class _Sent:
-    """One run as handed to Ray: the run, its remote function and upstream arguments."""
+    """One run as handed to Ray (`batch`: the runs of its batch whose objects Ray has not given)."""
 
-    __slots__ = ("args", "batch", "function", "native", "rerun", "run", "runner")
-
-    def __init__(self, runner: RayTaskRunner, run: PreparedRun, function: Any, rerun: bool) -> None:
-        self.runner = runner
-        self.run = run
-        self.function = function
-        self.rerun = rerun  # the runner reruns a lost run (Ray does, with `max_retries`)
-        self.args: tuple[Any, ...] = ()
-        self.native = False  # some argument is an ObjectRef of another run
-        self.batch: list[_Sent] | None = None  # the runs of its batch whose objects Ray has not given
+    runner: RayTaskRunner
+    run: PreparedRun
+    spec: RunSpec
+    function: Any
+    rerun: bool  # the runner reruns a lost run (Ray does, with `max_retries`)
+    args: tuple[Any, ...] = ()
+    native: bool = False  # some argument is an ObjectRef of another run
+    batch: list[_Sent] | None = None
 
 
 def _fetch_many(refs: list[Any]) -> list[State[Any]]:
@@ -420,16 +372,15 @@ def _fetch_many(refs: list[Any]) -> list[State[Any]]:
 
 
 def _why(cause: BaseException) -> tuple[str, bool]:
-    """Why Ray gave an error for the run's state, and whether it lost the run with its
-    worker or node (what `max_retries` reruns)."""
+    """Why Ray gave an error for the run's state, and whether it lost the run's worker."""
     from ray import exceptions as rx
 
-    for name, reason in (
-        ("WorkerCrashedError", "the Ray worker process running it died"),
-        ("OutOfMemoryError", "Ray killed its worker for want of memory"),
-        ("NodeDiedError", "the Ray node running it died"),
+    for kind, reason in (
+        (rx.WorkerCrashedError, "the Ray worker process running it died"),
+        (rx.OutOfMemoryError, "Ray killed its worker for want of memory"),
+        (rx.NodeDiedError, "the Ray node running it died"),
     ):
-        if isinstance(cause, getattr(rx, name, ())):
+        if isinstance(cause, kind):
             return reason, True
     if isinstance(cause, rx.TaskCancelledError):
         return "Ray cancelled it", False
@@ -437,57 +388,46 @@ def _why(cause: BaseException) -> tuple[str, bool]:
     return f"Ray could not run it: {type(cause).__name__}: {text[0] if text else ''}", False
 
 
-def _infeasible(requests: dict[str, Any], nested: bool) -> Callable[[str], InfeasibleRequestError] | None:
-    """`None` if some node of the cluster can hold one run with `requests`; else a
-    function that makes the error for a task's name."""
+def _infeasible(options: Mapping[str, Any], nested: bool, task_name: str) -> str | None:
+    """`None` if `options` reserve nothing on a node, or some node of the cluster can
+    hold one run with them; else the text of the `InfeasibleRequestError`."""
     import ray
 
-    need: dict[str, float] = {"CPU": requests.get("num_cpus", 0 if nested else 1)}
-    need.update(GPU=requests.get("num_gpus", 0), memory=requests.get("memory", 0))
-    need.update(requests.get("resources") or {})
+    if not any(name in options for name in ("num_cpus", "num_gpus", "memory", "resources")):
+        return None
+    need: dict[str, float] = {"CPU": options.get("num_cpus", 0 if nested else 1)}
+    need.update(GPU=options.get("num_gpus", 0), memory=options.get("memory", 0))
+    need.update(options.get("resources") or {})
     need = {name: amount for name, amount in need.items() if amount}
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
     if any(all(node.get(name, 0) >= amount for name, amount in need.items()) for node in nodes):
         return None
     asked = ", ".join(f"{name}={amount:g}" for name, amount in need.items())
     have = "; ".join(", ".join(f"{name}={node.get(name, 0):g}" for name in need) for node in nodes)
-
-    def error(task_name: str) -> InfeasibleRequestError:
-        return InfeasibleRequestError(
-            f"task {task_name!r} asks Ray for {asked} per run, and no node of the cluster has "
-            f"that much (nodes: {have or 'no live node'}), so the run would wait forever. Ask "
-            "for less in remote_options(), or add a node that has it."
-        )
-
-    return error
+    return (
+        f"task {task_name!r} asks Ray for {asked} per run, and no node of the cluster has "
+        f"that much (nodes: {have or 'no live node'}), so the run would wait forever. Ask "
+        "for less in remote_options(), or add a node that has it."
+    )
 
 
-_cpus: list[int] = []
-
-
+@functools.cache
 def _cluster_cpus() -> int:
     """The CPUs of the cluster (at least 2), asked once per process."""
-    if not _cpus:
-        import ray
+    import ray
 
-        try:
-            _cpus.append(max(2, int(ray.cluster_resources().get("CPU", 2))))
-        except Exception:
-            _cpus.append(2)
-    return _cpus[0]
+    try:
+        return max(2, int(ray.cluster_resources().get("CPU", 2)))
+    except Exception:
+        return 2
 
 
 class _Watcher:
-    """One thread per process that learns which runs ended and finishes their futures.
+    """One thread per process that finishes the futures of the runs that ended.
 
-    A wait costs Ray the number of objects waited on, so it waits with `ray.wait(...,
-    fetch_local=False)` on the objects of the oldest `_WINDOW` open runs of the
-    process only, until a quarter of them are ready or its time slice ends (2 ms after
-    runs arrive, 10 ms while more are open, doubling to `_SLICE_MAX` while nothing
-    ends); the runs beyond the window are checked every `_SWEEP` seconds (less often
-    where checking them would take more than 1 % of the time). It reads the sizes of
-    the ready objects from this process's core worker, and the small ones in one
-    `ray.get`. Runs submitted while it waits join the next wait.
+    A `ray.wait` costs Ray the number of objects waited on: it waits on the oldest
+    `_WINDOW` open runs only, and checks the others every `_SWEEP` seconds (less often
+    where that takes more than 1 % of the time).
     """
 
     _WINDOW = 64
@@ -495,21 +435,19 @@ class _Watcher:
     _SWEEP = 0.05
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
+        self._arrived = threading.Condition()
         self._new: list[tuple[Any, _Sent]] = []
         self._thread: threading.Thread | None = None
 
     def watch(self, pairs: Iterable[tuple[Any, _Sent]]) -> None:
-        with self._lock:
+        with self._arrived:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="taskrunners-ray-watcher")
                 self._thread.daemon = True
                 self._thread.start()
-            waiting = bool(self._new)
-            self._new.extend(pairs)
-            if not waiting:
+            if not self._new:  # else the thread is awake already
                 self._arrived.notify()
+            self._new.extend(pairs)
 
     def _loop(self) -> None:
         import ray
@@ -518,7 +456,7 @@ class _Watcher:
         slice_ = self._SLICE_MIN
         swept = sweep_every = 0.0
         while True:
-            with self._lock:
+            with self._arrived:
                 while not pending and not self._new:
                     self._arrived.wait()
                 if self._new:
@@ -559,21 +497,15 @@ _LARGE = object()
 
 
 def _outcomes(ray: Any, refs: list[Any]) -> list[Any]:
-    """For ready `refs`: the pickled state, `_LARGE`, or Ray's exception, each.
-
-    This process owns the objects of the runs it sent, so its own core worker knows
-    their sizes without moving them (no RPC); Ray's cluster-wide lookup is the fallback.
-    """
+    """For ready `refs`: the pickled state, `_LARGE`, or Ray's exception, each (sizes
+    from this process's core worker, which owns the objects; else from the cluster)."""
     from ray import experimental
 
-    local = getattr(experimental, "get_local_object_locations", None)
-    sizes: dict[Any, Any] = local(refs) if local is not None else {}
+    sizes: dict[Any, Any] = experimental.get_local_object_locations(refs)
     unknown = [ref for ref in refs if (sizes.get(ref) or {}).get("object_size") is None]
     if unknown:
-        try:
+        with contextlib.suppress(Exception):  # no answer: read them all
             sizes.update(experimental.get_object_locations(unknown))
-        except Exception:  # no answer: read them all
-            pass
     large = {ref for ref in refs if ((sizes.get(ref) or {}).get("object_size") or 0) >= LAZY_MIN_BYTES}
     small = [ref for ref in refs if ref not in large]
     values: dict[Any, Any] = {}

@@ -1,22 +1,15 @@
 """Which Ray a runner uses: one it starts, one it connects to, or one already there.
 
-A process holds one Ray connection at a time. The first runner that needs Ray starts
-a local one (no address) or connects (an address) and records a `Session`; runners
-that start while it is up (nested flows, flows in other threads) join it, and the
-last one to leave calls `ray.shutdown()`, which stops a Ray this process started and
-only disconnects from a cluster. A Ray that was there before any runner (the user's
-own `ray.init()`, or a Ray worker process) is used as it is and never shut down.
-
-Loopback: Ray replaces 127.0.0.1 by the machine's outward address, and binds its
-servers there, except where it believes clusters unsupported (its `ENABLE_RAY_CLUSTER`
-switch, which `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` sets). The runner turns the switch
-off while it starts a local Ray or connects to an address on this machine, so that its
-Ray listens on 127.0.0.1 only and a driver can reach a cluster that does.
+A process holds one Ray connection at a time: the first runner that needs Ray starts
+or connects to one, runners that start while it is up join its `Session`, and the last
+to leave calls `ray.shutdown()`. A Ray that was there before any runner (the user's own
+`ray.init()`, or a Ray worker process) is never shut down.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Iterator
@@ -33,23 +26,17 @@ _lock = threading.RLock()
 _current: Session | None = None
 
 
+@dataclasses.dataclass(eq=False)
 class Session:
-    """A Ray connection that runners of this process made: Ray's id of it (to tell it
-    from a later one) and how many started runners use it."""
+    """A Ray connection that runners of this process made, and how many of them use it."""
 
-    __slots__ = ("job_id", "users")
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.users = 1
+    job_id: str
+    users: int = 1
 
 
 def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
-    """Make sure this process is connected to the Ray the runner asks for.
-
-    Returns:
-        The `Session` to `leave` when the runner stops, or `None` for a Ray that was
-        running already and is not the runners' to stop.
+    """Connect this process to the Ray the runner asks for, and return the `Session` to
+    `leave` when the runner stops (`None` for a Ray that is not the runners' to stop).
 
     Raises:
         RuntimeError: This process is connected to another Ray than `address`, or
@@ -92,25 +79,19 @@ def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
         return _current
 
 
-def leave(session: Session) -> bool:
-    """One runner stops using `session`; the last one shuts Ray down (or disconnects).
-
-    Returns:
-        Whether Ray was shut down.
-    """
+def leave(session: Session) -> None:
+    """One runner stops using `session`; the last one shuts Ray down (or disconnects)."""
     global _current
     import ray
 
     with _lock:
         session.users -= 1
         if session.users > 0:
-            return False
+            return
         if _current is session:
             _current = None
         if ray.is_initialized() and _job_id() == session.job_id:
             ray.shutdown()
-            return True
-        return False
 
 
 def _job_id() -> str:
@@ -131,15 +112,12 @@ def _is_loopback(address: str) -> bool:
 
 @contextlib.contextmanager
 def _loopback() -> Iterator[None]:
-    """Keep Ray from replacing 127.0.0.1 by this machine's outward address (see above)."""
-    try:
-        from ray._private import ray_constants
-    except ImportError:  # pragma: no cover - a Ray without that module: its own defaults
-        ray_constants = None
-    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
-    if saved is None:  # pragma: no cover
-        yield
-        return
+    """Keep Ray from replacing 127.0.0.1 by this machine's outward address (it does not
+    where its `ENABLE_RAY_CLUSTER` switch is off), so that a local Ray listens on
+    127.0.0.1 only and a driver can reach a cluster on this machine that does."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
