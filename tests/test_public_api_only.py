@@ -388,7 +388,7 @@ def test_the_private_names_come_from_the_core_classes() -> None:
     assert {"_state", "_owner", "_observed", "_waiters"} <= PRIVATE["Future"]
     assert {"_data", "_exception"} <= PRIVATE["State"]
     assert {"_fetch", "_data"} <= PRIVATE["DeferredState"]  # its own and State's
-    assert {"_started", "_lock", "_runs", "_run_final"} <= PRIVATE["TaskRunner"]
+    assert {"_TaskRunner__started", "_TaskRunner__lock", "_TaskRunner__runs", "_run_final"} <= PRIVATE["TaskRunner"]
     assert "_id" in PRIVATE["TaskRunInfo"]
     assert not any(name.startswith("__") for name in ALL_PRIVATE)
 
@@ -408,7 +408,7 @@ def test_the_scanner_finds_private_modules_and_attributes() -> None:
         "class Mine(TaskRunner):\n"
         "    def start(self):\n"
         "        self._pool = []      # its own: fine\n"
-        "        self._lock = None    # the base's: clobbers it\n"
+        "        self._when_idle = None    # the base's: clobbers it\n"
         "\n"
         "    def _run_final(self, future, state):  # overrides a base private\n"
         "        pass\n"
@@ -419,7 +419,7 @@ def test_the_scanner_finds_private_modules_and_attributes() -> None:
     assert "mine.py:6: future._state: is a private attribute of a core object" in report
     assert "mine.py:9: getattr(..., '_owner')" in report
     assert "mine.py:9: taskrunners._engine: reaches a private member of a core module" in report
-    assert "mine.py:14: self._lock: is a private attribute of the core base class" in report
+    assert "mine.py:14: self._when_idle: is a private attribute of the core base class" in report
     assert "mine.py:16: _run_final: overrides a private name of a core base class of Mine" in report
     assert "_pool" not in report
     assert len(findings) == 6, report

@@ -87,7 +87,7 @@ class TaskRunner(abc.ABC):
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     known_conformance_failures: ClassVar[Mapping[str, str]] = {}
-    _started = False
+    __started = False
 
     # -- to implement -----------------------------------------------------------------
 
@@ -159,22 +159,22 @@ class TaskRunner(abc.ABC):
     # -- lifecycle --------------------------------------------------------------------
 
     def __enter__(self: Self) -> Self:
-        if self._started:
+        if self.__started:
             raise RunnerLifecycleError(
                 f"{type(self).__name__} is already started; use runner.duplicate() for "
                 "another one"
             )
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._runs: dict[int, PreparedRun] = {}
-        self._idle_waiters = 0
-        self._failed: list[Future[Any]] = []
-        self._idle_callbacks: list[Callable[[], object]] = []
-        self._started = True
+        self.__lock = threading.Lock()
+        self.__idle = threading.Condition(self.__lock)
+        self.__runs: dict[int, PreparedRun] = {}
+        self.__idle_waiters = 0
+        self.__failed: list[Future[Any]] = []
+        self.__idle_callbacks: list[Callable[[], object]] = []
+        self.__started = True
         try:
             self.start()
         except BaseException:
-            self._started = False
+            self.__started = False
             raise
         return self
 
@@ -195,12 +195,12 @@ class TaskRunner(abc.ABC):
         try:
             if interrupted:
                 assert exc_type is not None
-                self._crash_unstarted(f"the flow was interrupted by {exc_type.__name__}")
+                self.__crash_unstarted(f"the flow was interrupted by {exc_type.__name__}")
             try:
                 self.wait_idle()
             except BaseException as waiting:
                 interrupted = True
-                self._crash_unstarted(f"the flow was interrupted by {type(waiting).__name__}")
+                self.__crash_unstarted(f"the flow was interrupted by {type(waiting).__name__}")
                 raise
         finally:
             try:
@@ -208,11 +208,11 @@ class TaskRunner(abc.ABC):
             finally:
                 if interrupted:
                     self.abandon("the flow was interrupted before the run finished")
-                self._started = False
+                self.__started = False
         if exc_type is None or issubclass(exc_type, Exception):
-            self._warn_unobserved()
+            self.__warn_unobserved()
 
-    def _crash_unstarted(self, reason: str) -> None:
+    def __crash_unstarted(self, reason: str) -> None:
         for run in self.take_back_unstarted():
             run.crash(reason)
 
@@ -223,28 +223,28 @@ class TaskRunner(abc.ABC):
         finish (its cluster went away, its pool broke). The base calls it for the runs
         still open after an interrupted `shutdown`.
         """
-        with self._lock:
-            runs = list(self._runs.values())
+        with self.__lock:
+            runs = list(self.__runs.values())
         return sum(run.crash(reason, cause) for run in runs)
 
     def open_runs(self) -> list[PreparedRun]:
         """The runs handed to this runner that are not final yet (for implementations)."""
-        with self._lock:
-            return list(self._runs.values())
+        with self.__lock:
+            return list(self.__runs.values())
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every run handed to this runner is final. Returns whether it is."""
-        with self._idle:
-            self._idle_waiters += 1
+        with self.__idle:
+            self.__idle_waiters += 1
             try:
-                return self._idle.wait_for(lambda: not self._runs, timeout)
+                return self.__idle.wait_for(lambda: not self.__runs, timeout)
             finally:
-                self._idle_waiters -= 1
+                self.__idle_waiters -= 1
 
     @property
     def started(self) -> bool:
         """Whether the runner is inside its `with` block."""
-        return self._started
+        return self.__started
 
     # -- for implementations ----------------------------------------------------------
 
@@ -260,7 +260,7 @@ class TaskRunner(abc.ABC):
             RunnerLifecycleError: The runner is not started.
             DependencyError: The run would depend on the task run submitting it.
         """
-        if not self._started:
+        if not self.__started:
             raise RunnerLifecycleError(
                 f"{type(self).__name__} is not started: a runner accepts runs only inside "
                 "its `with` block. Use it as a flow's task_runner, or `with runner: ...`."
@@ -270,8 +270,8 @@ class TaskRunner(abc.ABC):
         if upstream:
             _refuse_self_dependency(spec, upstream)
         run = PreparedRun(spec, Future(info, self), upstream)
-        with self._lock:
-            self._runs[info.number] = run
+        with self.__lock:
+            self.__runs[info.number] = run
         collector = getattr(_context._thread, "prepared", None)
         if collector is not None:
             collector.append(run)
@@ -279,33 +279,33 @@ class TaskRunner(abc.ABC):
 
     def _run_final(self, future: Future[Any], state: State[Any]) -> None:
         """Called by `Future.set_state` when one of this runner's runs becomes final."""
-        with self._lock:
+        with self.__lock:
             if state.type in _NOT_OK:
-                self._failed.append(future)
-            runs = self._runs
+                self.__failed.append(future)
+            runs = self.__runs
             runs.pop(future.task_run.number, None)
             if runs:
                 return
-            if self._idle_waiters:
-                self._idle.notify_all()
-            callbacks = self._idle_callbacks
+            if self.__idle_waiters:
+                self.__idle.notify_all()
+            callbacks = self.__idle_callbacks
             if not callbacks:
                 return
-            self._idle_callbacks = []
+            self.__idle_callbacks = []
         for fn in callbacks:
             fn()
 
     def _when_idle(self, fn: Callable[[], object]) -> None:
         """Call `fn()` once no run is open (at once if none is); for async flows."""
-        with self._lock:
-            if self._runs:
-                self._idle_callbacks.append(fn)
+        with self.__lock:
+            if self.__runs:
+                self.__idle_callbacks.append(fn)
                 return
         fn()
 
-    def _warn_unobserved(self) -> None:
-        failed = [f for f in self._failed if not f._observed]
-        self._failed = []
+    def __warn_unobserved(self) -> None:
+        failed = [f for f in self.__failed if not f._observed]
+        self.__failed = []
         if not failed:
             return
         named = ", ".join(
