@@ -90,7 +90,9 @@ class Channel:
         if self._closed:
             self._scanner.stop()
             return
-        for number, record in list(self.records.items()):
+        # dict.copy() takes the snapshot in one C call: iterating the live dict (even
+        # through list(items())) can run into a submit inserting from another thread.
+        for number, record in self.records.copy().items():
             native = record.run.future.native
             if record.done:
                 del self.records[number]  # only the scan removes records
