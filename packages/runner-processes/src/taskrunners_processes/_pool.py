@@ -136,27 +136,48 @@ class WorkerPool:
         self._wake_r, self._wake_w = context.Pipe(duplex=False)
         self._wake_pending = False
         self._selector = _selector()
-        try:
-            self._watch(self._wake_r, self._wake_r)
-            # Start the workers now: they boot while the flow begins. Here rather than
-            # in the dispatcher thread, which would wait for the flow's thread to let
-            # go of the GIL at each step of starting a process.
-            for _ in range(max_workers):
-                self._spawn()
-            self._thread = threading.Thread(target=self._loop, name="taskrunners-processes-dispatcher", daemon=True)
-            self._thread.start()
-        except BaseException as exc:
-            self._stop_workers(grace=0)
-            self._release()
-            if _bootstrapping(exc):
-                raise RuntimeError(_dispatcher_failure(exc)) from exc
-            raise
+        self._watch(self._wake_r, self._wake_r)
+        self._thread: threading.Thread | None = None  # the dispatcher, from the first run on
+        self._boot_lock = threading.Lock()
+
+    def _boot(self) -> None:
+        """Start the workers and the dispatcher, once, when the first runs arrive (a flow
+        that submits nothing starts no process).
+
+        The workers start here, in the submitting thread, rather than in the dispatcher
+        thread, which would wait for the flow's thread to let go of the GIL at each step
+        of starting a process; a `map` pickles its batches while they boot.
+
+        Raises:
+            RuntimeError: This process is a worker still importing the script that
+                started the flow (the script lacks the `if __name__ == "__main__":` guard).
+            OSError: A worker process cannot be started.
+        """
+        with self._boot_lock:
+            if self._thread is not None or self._broken is not None or self._closed:
+                return
+            try:
+                for _ in range(self.max_workers):
+                    self._spawn()
+                thread = threading.Thread(target=self._loop, name="taskrunners-processes-dispatcher", daemon=True)
+                thread.start()
+            except BaseException as exc:
+                self._stop_workers(grace=0)
+                with self._lock:
+                    self._broken = f"the worker processes could not start: {type(exc).__name__}: {exc}"
+                    self._broken_cause = exc
+                if _bootstrapping(exc):
+                    raise RuntimeError(_dispatcher_failure(exc)) from exc
+                raise
+            self._thread = thread
 
     # -- called from other threads ----------------------------------------------------
 
     def submit(self, runs: list[PreparedRun]) -> None:
         """Queue runs whose upstream runs are final; the dispatcher moves their futures
         to their final states (maybe before this returns)."""
+        if self._thread is None:
+            self._boot()
         self._put(runs, runs)
 
     def submit_packed(self, runs: list[PreparedRun]) -> None:
@@ -164,6 +185,8 @@ class WorkerPool:
 
         Runs that cannot be pickled end FAILED here.
         """
+        if self._thread is None:
+            self._boot()
         size = max(1, min(MAX_BATCH, (len(runs) + self._queued) // (2 * self.max_workers)))
         packets: list[_Packet] = []
         for start in range(0, len(runs), size):
@@ -200,7 +223,10 @@ class WorkerPool:
             self._closed = True
             self._abort = not wait
             self._wake()
-        self._thread.join()
+        with self._boot_lock:  # a boot in progress ends first; none starts after this
+            thread = self._thread
+        if thread is not None:
+            thread.join()
         self._release()
 
     def _release(self) -> None:

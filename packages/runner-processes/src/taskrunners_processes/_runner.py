@@ -105,16 +105,15 @@ class ProcessPoolTaskRunner(TaskRunner):
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker processes and the dispatcher thread.
+        """Make the pool; its workers and dispatcher thread start with the first run.
+
+        A worker that cannot start (no file descriptors or processes left), or a script
+        without the `if __name__ == "__main__":` guard, makes that first `.submit()` or
+        `.map()` raise and crashes the runs handed over.
 
         Raises:
             TypeError: `initializer` or `initargs` cannot be pickled to reach the
                 workers (the runner stays unstarted).
-            OSError: A worker process cannot be started (no file descriptors or
-                processes left).
-            RuntimeError: This process is itself a worker process still importing the
-                script that started the flow (the script lacks the
-                `if __name__ == "__main__":` guard).
         """
         context = self.mp_context
         if context is None or isinstance(context, str):
