@@ -90,8 +90,6 @@ class ProcessPoolTaskRunner(TaskRunner):
             return NotImplemented
         return self._config() == other._config()
 
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return f"ProcessPoolTaskRunner(max_workers={self.max_workers!r}, mp_context={self._start_method()!r})"
 

@@ -60,8 +60,6 @@ class ThreadPoolTaskRunner(TaskRunner):
             return NotImplemented
         return other.max_workers == self.max_workers
 
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers!r})"
 
