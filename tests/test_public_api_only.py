@@ -219,7 +219,9 @@ class _Scanner(ast.NodeVisitor):
         for statement in node.body:
             for name in _defined(statement):
                 if name in clobbered:
-                    self.report(statement, name, f"overrides a private name of a core base class of {node.name}")
+                    self.report(
+                        statement, name, f"overrides a private name of a core base class of {node.name}"
+                    )
         self.classes.append(node)
         self.generic_visit(node)
         self.classes.pop()
@@ -258,7 +260,12 @@ class _Scanner(ast.NodeVisitor):
         if not isinstance(name, str) or name not in ALL_PRIVATE:
             return
         receiver = node.args[0]
-        if isinstance(receiver, ast.Name) and receiver.id in ("self", "cls") and self.classes and name in self.own:
+        if (
+            isinstance(receiver, ast.Name)
+            and receiver.id in ("self", "cls")
+            and self.classes
+            and name in self.own
+        ):
             return
         self.report(node, f"{func.id}(..., {name!r})", "reaches a private attribute of a core object")
 
@@ -388,7 +395,9 @@ def test_the_private_names_come_from_the_core_classes() -> None:
     assert {"_state", "_owner", "_observed", "_waiters"} <= PRIVATE["Future"]
     assert {"_data", "_exception"} <= PRIVATE["State"]
     assert {"_fetch", "_data"} <= PRIVATE["DeferredState"]  # its own and State's
-    assert {"_TaskRunner__started", "_TaskRunner__lock", "_TaskRunner__runs", "_run_final"} <= PRIVATE["TaskRunner"]
+    assert {"_TaskRunner__started", "_TaskRunner__lock", "_TaskRunner__runs", "_run_final"} <= PRIVATE[
+        "TaskRunner"
+    ]
     assert "_id" in PRIVATE["TaskRunInfo"]
     assert not any(name.startswith("__") for name in ALL_PRIVATE)
 

@@ -78,7 +78,9 @@ class InlineRunner(TaskRunner):
     def shutdown(self, interrupted: bool) -> None:
         self.events.append(f"shutdown interrupted={interrupted}")
 
-    def submit(self, task: Task[Any, Any], parameters: dict[str, Any], wait_for: Iterable[Any] | None = None) -> Future[Any]:
+    def submit(
+        self, task: Task[Any, Any], parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> Future[Any]:
         run = self.prepare(task, parameters, wait_for)
         run.when_ready(lambda ready: ready.run_here())
         return run.future
@@ -94,7 +96,9 @@ class HoldingRunner(InlineRunner):
     def duplicate(self) -> HoldingRunner:
         return HoldingRunner()
 
-    def submit(self, task: Task[Any, Any], parameters: dict[str, Any], wait_for: Iterable[Any] | None = None) -> Future[Any]:
+    def submit(
+        self, task: Task[Any, Any], parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> Future[Any]:
         run = self.prepare(task, parameters, wait_for)
         self.held.append(run)
         return run.future
@@ -496,7 +500,9 @@ def test_with_only_the_core_a_flow_runs_and_submit_names_the_package(tmp_path: P
     )
     env = {k: v for k, v in os.environ.items() if k != "TASKRUNNERS_RUNNER"}
     env["PYTHONPATH"] = os.pathsep.join([str(core), str(tmp_path)])
-    done = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, env=env, timeout=LONG)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script], capture_output=True, text=True, env=env, timeout=LONG
+    )
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.strip().splitlines()
     assert first == "3"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import _context
 from ._errors import TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
 from ._futures import Future, _lock
-from ._states import State, StateType, fast_state
+from ._states import _NOT_OK, State, StateType, fast_state
 from ._walk import fill
 
 if TYPE_CHECKING:
@@ -389,7 +389,7 @@ class PreparedRun:
             if future.owner is not runner:
                 return None
             state = future._state
-            if state is not None and state.type in _NOT_COMPLETED_FINAL:
+            if state is not None and state.type in _NOT_OK:
                 args.append(state)
                 continue
             native = future.native
@@ -462,9 +462,6 @@ class PreparedRun:
         return f"<PreparedRun {self.info.name!r}>"
 
 
-_NOT_COMPLETED_FINAL = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
-
-
 def run_attempts(
     task: Task[Any, Any],
     info: TaskRunInfo,
@@ -500,7 +497,9 @@ def run_attempts(
         _context.current_task_run_var.reset(token)
 
 
-async def run_attempts_async(task: Task[Any, Any], info: TaskRunInfo, parameters: dict[str, Any]) -> State[Any]:
+async def run_attempts_async(
+    task: Task[Any, Any], info: TaskRunInfo, parameters: dict[str, Any]
+) -> State[Any]:
     """`run_attempts` for an async task called directly inside a running event loop."""
     import asyncio
 
@@ -661,4 +660,3 @@ def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) ->
     ident = thread.ident
     if ident is not None and thread.is_alive():
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
-

@@ -299,7 +299,9 @@ def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 
 
 @overload
-def flow(*, name: str | None = None, task_runner: RunnerSpec = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(
+    *, name: str | None = None, task_runner: RunnerSpec = None
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
 def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec = None) -> Any:

@@ -148,7 +148,16 @@ class Future(Generic[R]):
             `ObjectRef`), or `None` for runners that have none.
     """
 
-    __slots__ = ("task_run", "native", "_state", "_waiters", "_callbacks", "_owner", "_observed", "__weakref__")
+    __slots__ = (
+        "task_run",
+        "native",
+        "_state",
+        "_waiters",
+        "_callbacks",
+        "_owner",
+        "_observed",
+        "__weakref__",
+    )
 
     def __init__(self, task_run: TaskRunInfo, owner: TaskRunner | None = None) -> None:
         self.task_run = task_run

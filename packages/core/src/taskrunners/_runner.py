@@ -161,8 +161,7 @@ class TaskRunner(abc.ABC):
     def __enter__(self: Self) -> Self:
         if self.__started:
             raise RunnerLifecycleError(
-                f"{type(self).__name__} is already started; use runner.duplicate() for "
-                "another one"
+                f"{type(self).__name__} is already started; use runner.duplicate() for another one"
             )
         self.__lock = threading.Lock()
         self.__idle = threading.Condition(self.__lock)
@@ -309,7 +308,8 @@ class TaskRunner(abc.ABC):
         if not failed:
             return
         named = ", ".join(
-            f"{f.task_run.name!r} ({f.peek().name}: {f.peek().exception!r})" for f in failed[:_NAMED_IN_WARNING]
+            f"{f.task_run.name!r} ({f.peek().name}: {f.peek().exception!r})"
+            for f in failed[:_NAMED_IN_WARNING]
         )
         more = f" and {len(failed) - _NAMED_IN_WARNING} more" if len(failed) > _NAMED_IN_WARNING else ""
         warnings.warn(

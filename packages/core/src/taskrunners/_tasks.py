@@ -95,7 +95,9 @@ class Task(Generic[P, R]):
         parameters = signature.parameters.values()
         self._kinds = {p.name: p.kind for p in parameters}
         self._simple = all(p.kind in _SIMPLE_KINDS for p in parameters)
-        self._positional = tuple(p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self._positional = tuple(
+            p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
         self._required = frozenset(
             p.name for p in parameters if p.default is inspect.Parameter.empty and p.kind in _SIMPLE_KINDS
         )

@@ -165,4 +165,3 @@ def _construct(cls: type, items: Any, fallback: type) -> Any:
         return cls(items)
     except Exception:
         return fallback(items)
-

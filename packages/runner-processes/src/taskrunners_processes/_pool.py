@@ -159,7 +159,9 @@ class WorkerPool:
             try:
                 for _ in range(self.max_workers):
                     self._spawn()
-                thread = threading.Thread(target=self._loop, name="taskrunners-processes-dispatcher", daemon=True)
+                thread = threading.Thread(
+                    target=self._loop, name="taskrunners-processes-dispatcher", daemon=True
+                )
                 thread.start()
             except BaseException as exc:
                 self._stop_workers(grace=0)
@@ -284,7 +286,9 @@ class WorkerPool:
             return wait(waitables)
         return [key.data for key, _ in self._selector.select()]
 
-    def _plan(self) -> tuple[list[tuple[_Worker, list[PreparedRun], bytes | None]], int]:  # with self._lock held
+    def _plan(
+        self,
+    ) -> tuple[list[tuple[_Worker, list[PreparedRun], bytes | None]], int]:  # with self._lock held
         """Take batches off the queue for the workers that can take one; return them
         and how many workers to start.
 
@@ -563,7 +567,9 @@ class WorkerPool:
                     continue
                 # Lost while it ran: it used one of its task's retries.
                 task = run.task
-                self._respec[number] = run.spec.with_task(task.with_options(retries=max(0, task.retries - run.losses)))
+                self._respec[number] = run.spec.with_task(
+                    task.with_options(retries=max(0, task.retries - run.losses))
+                )
             elif current == -1:
                 losses = self._start_losses[number] = self._start_losses.get(number, 0) + 1
                 if losses >= MAX_LOSSES:

@@ -172,7 +172,10 @@ class ProcessPoolTaskRunner(TaskRunner):
         waiting = False
         for start in range(0, len(parameter_sets), _MAP_CHUNK):
             # Queue each chunk as it is prepared: the workers start on it meanwhile.
-            chunk = [prepare(task, parameters, wait_for) for parameters in parameter_sets[start : start + _MAP_CHUNK]]
+            chunk = [
+                prepare(task, parameters, wait_for)
+                for parameters in parameter_sets[start : start + _MAP_CHUNK]
+            ]
             runs += chunk
             ready = [run for run in chunk if not run.upstream]
             if ready:

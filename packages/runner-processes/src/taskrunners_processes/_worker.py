@@ -106,7 +106,9 @@ def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
     # waits to write the next one (and never deadlocks with a worker that writes a
     # large reply while the parent writes to it).
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    reader = threading.Thread(target=_read, args=(conn, inbox), name="taskrunners-processes-reader", daemon=True)
+    reader = threading.Thread(
+        target=_read, args=(conn, inbox), name="taskrunners-processes-reader", daemon=True
+    )
     reader.start()
     with NestedRunner() as nested, using_runner(nested):
         conn.send_bytes(READY)
@@ -215,7 +217,9 @@ def _other(spec: RunSpec, number: int, state: State[Any]) -> tuple[int, bytes, s
         else:
             original = state.exception
             error = RemoteError(f"{type(original).__module__}.{type(original).__qualname__}", str(original))
-        failed: State[Any] = State(StateType.FAILED, exception=error, attempt=state.attempt, started=state.started)
+        failed: State[Any] = State(
+            StateType.FAILED, exception=error, attempt=state.attempt, started=state.started
+        )
         return number, dumps(tuple_fields(failed)), text
 
 

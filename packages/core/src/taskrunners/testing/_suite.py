@@ -324,7 +324,9 @@ class TaskRunnerTests:
 
         assert self.run_flow(task_runner, body) is True
 
-    def test_wait_for_holds_a_run_until_its_upstream_is_final(self, task_runner: TaskRunner, signals: str) -> None:
+    def test_wait_for_holds_a_run_until_its_upstream_is_final(
+        self, task_runner: TaskRunner, signals: str
+    ) -> None:
         def body() -> Any:
             first = t.wait_and_return.submit(signals, "go", value=1)
             second = t.signal_and_return.submit(signals, "second-ran", wait_for=[first])
@@ -516,7 +518,9 @@ class TaskRunnerTests:
         self.run_flow(task_runner, body)
         assert all(t.is_set(signals, f"ran{i}") for i in range(5))
 
-    def test_flow_waits_for_dependent_runs_nobody_waited_for(self, task_runner: TaskRunner, signals: str) -> None:
+    def test_flow_waits_for_dependent_runs_nobody_waited_for(
+        self, task_runner: TaskRunner, signals: str
+    ) -> None:
         def body() -> None:
             gate = t.wait_and_return.submit(signals, "go", value=1)
             chain = t.add.submit(gate, 1)

@@ -91,7 +91,9 @@ def signal_and_return(directory: str, name: str, value: Any = None) -> Any:
 
 
 @task
-def wait_and_return(directory: str, wait_for_signal: str, value: Any = None, started: str | None = None) -> Any:
+def wait_and_return(
+    directory: str, wait_for_signal: str, value: Any = None, started: str | None = None
+) -> Any:
     if started is not None:
         signal(directory, started)
     wait_signal(directory, wait_for_signal)
