@@ -529,7 +529,7 @@ class _Rewrite(cst.CSTTransformer):
     def _alias(self, alias: cst.ImportAlias, name: str, new: str) -> cst.ImportAlias:
         if alias.asname is not None:
             asname = _dotted(alias.asname.name)
-            if asname == new:
+            if asname == new != name:  # `PrefectFuture as Future`; `x as x` is a re-export
                 return alias.with_changes(name=cst.Name(new), asname=None)
             return alias.with_changes(name=cst.Name(new))
         if new == name or self.scan.renames.get(name) == new:
