@@ -131,8 +131,8 @@ def test_names_from_one_module_for_several_of_ours_split_the_statement() -> None
         from prefect import flow, State, get_client
         """
     assert port(source) == textwrap.dedent("""\
-        from taskrunners_threads import ThreadPoolTaskRunner
-        from taskrunners_processes import ProcessPoolTaskRunner  # runners
+        from taskrunners_threads import ThreadPoolTaskRunner  # runners
+        from taskrunners_processes import ProcessPoolTaskRunner
         from taskrunners import flow, State
         from prefect import get_client
         """)
@@ -267,6 +267,28 @@ def test_imports_inside_a_function_are_ported_there() -> None:
         def build():
             from taskrunners_dask import DaskTaskRunner  # lazily
             return DaskTaskRunner()
+        """)
+
+
+def test_each_function_gets_the_imports_its_own_uses_need() -> None:
+    source = """\
+        def threads():
+            import prefect
+            return prefect.task_runners.ThreadPoolTaskRunner()
+
+        def both():
+            import prefect  # again, in another scope
+            return prefect.futures.wait, prefect.task_runners.ThreadPoolTaskRunner
+        """
+    assert port(source) == textwrap.dedent("""\
+        def threads():
+            import taskrunners_threads
+            return taskrunners_threads.ThreadPoolTaskRunner()
+
+        def both():
+            import taskrunners  # again, in another scope
+            import taskrunners_threads
+            return taskrunners.wait, taskrunners_threads.ThreadPoolTaskRunner
         """)
 
 

@@ -151,7 +151,7 @@ class _Scan(cst.CSTVisitor):
     def __init__(self) -> None:
         super().__init__()
         self.notes: list[Note] = []
-        self.bindings: dict[str, _ModuleBinding] = {}  # by the bound name
+        self.bindings: dict[tuple[cst.CSTNode, str], _ModuleBinding] = {}  # by scope and bound name
         self.replace: dict[cst.CSTNode, str] = {}  # a use -> the dotted expression it becomes
         self.renames: dict[str, str] = {}  # a name from `from prefect... import` -> its new name
         self.rename_nodes: set[cst.Name] = set()
@@ -162,6 +162,7 @@ class _Scan(cst.CSTVisitor):
         self._in_import = 0
         self._kinds: dict[str, str] = {}  # a decorated function's name -> "task" / "flow"
         self._calls: list[cst.Call] = []
+        self._scopes: list[cst.CSTNode] = []  # the module, functions and classes we are in
 
     # -- helpers
 
@@ -178,6 +179,29 @@ class _Scan(cst.CSTVisitor):
     def _note(self, node: cst.CSTNode, api: str, section: str) -> None:
         self.notes.append(Note(self._line(node), api, section))
 
+    def _bind(self, name: str, binding: _ModuleBinding, replace: bool = True) -> _ModuleBinding:
+        key = (self._scopes[-1], name)
+        if replace or key not in self.bindings:
+            self.bindings[key] = binding
+        return self.bindings[key]
+
+    def _binding(self, name: str) -> _ModuleBinding | None:
+        """The module binding a name refers to, from the innermost scope out."""
+        for scope in reversed(self._scopes):
+            binding = self.bindings.get((scope, name))
+            if binding is not None:
+                return binding
+        return None
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._scopes.pop()
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._scopes.append(node)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self._scopes.pop()
+
     def touches_anything(self) -> bool:
         return bool(self.imports or self.replace or self.rename_nodes or self.ported_modules)
 
@@ -192,6 +216,7 @@ class _Scan(cst.CSTVisitor):
 
         node.visit(Names())
         self._taken = names
+        self._scopes.append(node)
         for statement in node.body:
             if isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
@@ -208,14 +233,15 @@ class _Scan(cst.CSTVisitor):
                 continue
             self.imports[node] = None
             if alias.asname is not None:
-                bound = _dotted(alias.asname.name)
-                self.bindings[bound] = _ModuleBinding(module, aliased=True, from_import=False)
+                binding = self._bind(_dotted(alias.asname.name), _ModuleBinding(module, True, False))
             else:
-                self.bindings.setdefault(_root(module), _ModuleBinding(_root(module), False, False))
+                binding = self._bind(
+                    _root(module), _ModuleBinding(_root(module), False, False), replace=False
+                )
             section = _unsupported(module)
             if section is not None:
                 self._note(alias, f"import {module}", section)
-                self.bindings[_dotted(alias.asname.name) if alias.asname else _root(module)].unresolved = True
+                binding.unresolved = True
 
     def leave_Import(self, original_node: cst.Import) -> None:
         self._in_import -= 1
@@ -246,7 +272,7 @@ class _Scan(cst.CSTVisitor):
                 continue
             section = _unsupported(qualified)
             if section is None and _is_prefect_module(qualified):
-                self.bindings[bound] = _ModuleBinding(qualified, alias.asname is not None, True)
+                self._bind(bound, _ModuleBinding(qualified, alias.asname is not None, True))
                 continue
             self._note(alias, qualified, section or _table.OTHER)
 
@@ -287,13 +313,13 @@ class _Scan(cst.CSTVisitor):
                     return
                 section = _unsupported(qualified)
                 if section is not None:
-                    binding = self.bindings.get(base.value)
+                    binding = self._binding(base.value)
                     if binding is not None:
                         binding.used = binding.unresolved = True
                     if isinstance(link, cst.Attribute):  # a bare name is noted at its import
                         self._note(link, qualified, section)
                     return
-        binding = self.bindings.get(base.value)
+        binding = self._binding(base.value)
         if longest is not None and binding is not None and self._prefect(base):
             binding.used = True
             binding.unresolved = True
@@ -306,7 +332,7 @@ class _Scan(cst.CSTVisitor):
             if link.value in self.renames:
                 self.rename_nodes.add(link)
             return
-        binding = self.bindings.get(base.value)
+        binding = self._binding(base.value)
         if binding is None:
             return
         binding.used = True
@@ -321,6 +347,7 @@ class _Scan(cst.CSTVisitor):
     # -- tasks, flows and their calls
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._scopes.append(node)
         for decorator in node.decorators:
             expression = decorator.decorator
             if isinstance(expression, cst.Call):
@@ -434,9 +461,32 @@ class _Rewrite(cst.CSTTransformer):
     def __init__(self, scan: _Scan) -> None:
         super().__init__()
         self.scan = scan
-        self._emitted: set[str] = set(scan.existing_imports)
-        self._bound_done: set[str] = set()
+        self._emitted: set[tuple[cst.CSTNode, str]] = set()  # (scope, module) imported there
+        self._bound_done: set[tuple[cst.CSTNode, str]] = set()  # (scope, name) ported there
+        self._scopes: list[cst.CSTNode] = []
         self._statements: dict[cst.CSTNode, list[cst.BaseSmallStatement]] = {}
+
+    # -- scopes: a binding belongs to the module, function or class it is made in
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self._scopes.append(node)
+        self._emitted.update((node, module) for module in self.scan.existing_imports)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._scopes.append(node)
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        self._scopes.pop()
+        return updated_node
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._scopes.append(node)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+        self._scopes.pop()
+        return updated_node
 
     # -- uses
 
@@ -475,7 +525,7 @@ class _Rewrite(cst.CSTTransformer):
             if _root(module) not in _table.PREFECT_PACKAGES:
                 kept.append(alias)
                 continue
-            bound = _dotted(alias.asname.name) if alias.asname else _root(module)
+            bound = (self._scopes[-1], _dotted(alias.asname.name) if alias.asname else _root(module))
             binding = self.scan.bindings[bound]
             counterpart = _table.MODULES.get(module)
             if binding.unresolved:
@@ -508,7 +558,7 @@ class _Rewrite(cst.CSTTransformer):
                 target_module, new = _table.NAMES[qualified]
                 groups.setdefault(target_module, []).append(self._alias(alias, name, new))
                 continue
-            bound = _dotted(alias.asname.name) if alias.asname else name
+            bound = (self._scopes[-1], _dotted(alias.asname.name) if alias.asname else name)
             binding = self.scan.bindings.get(bound)
             if binding is None or binding.module != qualified or binding.unresolved:
                 kept.append(alias)
@@ -539,8 +589,8 @@ class _Rewrite(cst.CSTTransformer):
     def _needs(self, binding: _ModuleBinding) -> list[cst.BaseSmallStatement]:
         statements: list[cst.BaseSmallStatement] = []
         for module in binding.needs:
-            if module not in self._emitted:
-                self._emitted.add(module)
+            if (self._scopes[-1], module) not in self._emitted:
+                self._emitted.add((self._scopes[-1], module))
                 statements.append(_import(module))
         return statements
 
@@ -602,8 +652,9 @@ class _Rewrite(cst.CSTTransformer):
         if len(original_node.body) > 1:  # keep one line: `import a; import b`
             return updated_node.with_changes(body=body)
         lines = [cst.SimpleStatementLine(body=[small]) for small in body]
-        lines[0] = lines[0].with_changes(leading_lines=updated_node.leading_lines)
-        lines[-1] = lines[-1].with_changes(trailing_whitespace=updated_node.trailing_whitespace)
+        lines[0] = lines[0].with_changes(  # the line's comments stay with its first part
+            leading_lines=updated_node.leading_lines, trailing_whitespace=updated_node.trailing_whitespace
+        )
         return cst.FlattenSentinel(lines)
 
 
