@@ -498,6 +498,15 @@ def test_diff_prints_a_unified_diff_and_writes_nothing(
     assert tree(project) == before
 
 
+def test_diff_marks_a_last_line_without_newline(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Path("last.py").write_text("import os\nfrom prefect import flow")
+    assert main(["migrate", "--diff", "last.py"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "-from prefect import flow\n\\ No newline at end of file\n"
+        "+from taskrunners import flow\n\\ No newline at end of file\n"
+    )
+
+
 def test_check_exits_1_when_a_file_would_change_and_writes_nothing(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

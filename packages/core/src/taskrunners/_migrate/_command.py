@@ -102,8 +102,10 @@ def _unified_diff(shown: str, migration: Migration) -> str:
     def lines(data: bytes) -> list[str]:
         return data.decode("utf-8", errors="surrogateescape").splitlines(keepends=True)
 
-    text = "".join(difflib.unified_diff(lines(migration.source), lines(migration.code), *_labels(shown)))
-    return text if text.endswith("\n") else text + "\n"
+    diff = difflib.unified_diff(lines(migration.source), lines(migration.code), *_labels(shown))
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff
+    )
 
 
 def _labels(shown: str) -> tuple[str, str]:
