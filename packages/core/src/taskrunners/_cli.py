@@ -167,9 +167,7 @@ def _add_migrate_command(commands: Any) -> None:
     migrate.add_argument("paths", nargs="+", metavar="PATH", help="a file, or a directory searched for *.py")
     mode = migrate.add_mutually_exclusive_group()
     mode.add_argument("--diff", action="store_true", help="print a unified diff and write nothing")
-    mode.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 when a file would change"
-    )
+    mode.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
 
 
 def _migrate(args: argparse.Namespace) -> int:
