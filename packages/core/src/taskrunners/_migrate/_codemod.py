@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,6 @@ _TASK_OR_FLOW = {
     "prefect.flows.flow": "flow",
     "taskrunners.flow": "flow",
 }
-_OURS = ("taskrunners",)
 
 _Chain = cst.Name | cst.Attribute
 
@@ -656,8 +655,3 @@ class _Rewrite(cst.CSTTransformer):
             leading_lines=updated_node.leading_lines, trailing_whitespace=updated_node.trailing_whitespace
         )
         return cst.FlattenSentinel(lines)
-
-
-def notes_in(migrations: Iterable[Migration]) -> int:
-    """How many notes the migrations hold (for a summary line)."""
-    return sum(len(m.notes) for m in migrations)
