@@ -290,7 +290,7 @@ class _Scan(cst.CSTVisitor):
         if self._in_import:
             return
         if isinstance(node, cst.Attribute) and node.attr.value in _table.ATTRIBUTES:
-            self.replace.setdefault(node, "")  # decided in finish(): only in ported modules
+            self.replace.setdefault(node, "")  # decided in leave_Module: only in ported modules
         parent = self.get_metadata(ParentNodeProvider, node, None)
         if isinstance(parent, cst.Attribute) and (parent.value is node or parent.attr is node):
             return  # not the outermost node of a dotted chain (or an attribute's name)
@@ -320,10 +320,8 @@ class _Scan(cst.CSTVisitor):
                     return
         binding = self._binding(base.value)
         if longest is not None and binding is not None and self._prefect(base):
-            binding.used = True
-            binding.unresolved = True
-            if longest != binding.module or isinstance(node, cst.Attribute):
-                self._note(node, longest, _table.OTHER)
+            binding.used = binding.unresolved = True  # the Prefect import stays for this use
+            self._note(node, longest, _table.OTHER)
 
     def _port(self, link: _Chain, base: cst.Name, qualified: str) -> None:
         module, name = _table.NAMES[qualified]
