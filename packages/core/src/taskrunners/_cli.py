@@ -20,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands.add_parser("version", help="print the version of taskrunners")
     _add_check_command(commands)
+    _add_migrate_command(commands)
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
@@ -28,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(args)
+    if args.command == "migrate":
+        return _migrate(args)
     return _list_runners(load=args.load)
 
 
@@ -148,3 +151,35 @@ def _check(args: argparse.Namespace) -> int:
         many_runs=args.many_runs,
         verbose=args.verbose,
     )
+
+
+def _add_migrate_command(commands: Any) -> None:
+    migrate = commands.add_parser(
+        "migrate",
+        help="port Prefect code to taskrunners (rewrites imports and names)",
+        description="Port Prefect code to taskrunners: rewrite the imports of prefect, prefect-dask and "
+        "prefect-ray, and the names taskrunners spells otherwise, keeping comments and layout. Each "
+        "use of a Prefect API with no counterpart is printed as FILE:LINE with the docs section that "
+        "says what to do instead. Files are rewritten in place unless --diff or --check is given. "
+        "Exit status: 0 done, 1 with --check when a file would change, 2 when a path is missing or "
+        "not Python. Needs libcst.",
+    )
+    migrate.add_argument("paths", nargs="+", metavar="PATH", help="a file, or a directory searched for *.py")
+    mode = migrate.add_mutually_exclusive_group()
+    mode.add_argument("--diff", action="store_true", help="print a unified diff and write nothing")
+    mode.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    try:
+        import libcst  # noqa: F401  (the codemod works on libcst's syntax trees)
+    except ImportError:
+        print(
+            'taskrunners migrate needs libcst: pip install "taskrunners[migrate]" '
+            '(or "taskrunners-core[migrate]")',
+            file=sys.stderr,
+        )
+        return 2
+    from ._migrate import run
+
+    return run(args.paths, diff=args.diff, check=args.check)
