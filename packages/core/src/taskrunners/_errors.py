@@ -190,6 +190,16 @@ class RemoteError(Exception):
         """The original type's module and qualified name, `"module.Qual.Name"`."""
         return f"{self._module}.{self._qualname}" if self._module else self._qualname
 
+    @staticmethod
+    def standing_in_for(exc: BaseException, message: str | None = None) -> RemoteError:
+        """A stand-in for `exc`, for a runner that cannot send `exc` itself (it is too
+        large, say): the same type name, `message` (default: `str(exc)`), and `exc`'s
+        traceback as text; its class subclasses the nearest importable class of
+        `exc`'s hierarchy."""
+        from ._portable import stand_in_for
+
+        return stand_in_for(exc, message)
+
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 

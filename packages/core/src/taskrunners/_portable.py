@@ -80,17 +80,24 @@ def portable(exc: BaseException | None) -> Any:
     return _Shipped(exc)
 
 
-def _describe(exc: BaseException) -> tuple[Any, ...]:
+def stand_in_for(exc: BaseException, message: str | None = None) -> RemoteError:
+    """A stand-in for `exc` made here (see `RemoteError.standing_in_for`)."""
+    _, module, qualname, bases, text_message, text = _describe(exc, rebuild=False)
+    return stand_in(module, qualname, bases, text_message if message is None else message, text)
+
+
+def _describe(exc: BaseException, rebuild: bool = True) -> tuple[Any, ...]:
     """`(blob, module, qualname, bases, message, traceback)` of `exc`; `blob` is its
     pickle if it can be rebuilt from it here (else `None`)."""
     from ._wire import dumps, loads
 
-    blob: bytes | None
-    try:
-        blob = dumps(exc)
-        loads(blob)  # an __init__ that does not accept its own args fails here, not there
-    except Exception:
-        blob = None
+    blob: bytes | None = None
+    if rebuild:
+        try:
+            blob = dumps(exc)
+            loads(blob)  # an __init__ that does not accept its own args fails here, not there
+        except Exception:
+            blob = None
     cls = type(exc)
     bases = tuple(
         (getattr(c, "__module__", ""), getattr(c, "__qualname__", c.__name__))
