@@ -75,7 +75,7 @@ class DaskTaskRunner(TaskRunner):
 
     capabilities = frozenset(
         {Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.NATIVE_DEPENDENCIES}
-        | {Capability.RESOURCE_REQUESTS}
+        | {Capability.RESOURCE_REQUESTS, Capability.OUT_OF_PROCESS}
     )
 
     def __init__(

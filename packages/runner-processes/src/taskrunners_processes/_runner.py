@@ -55,7 +55,7 @@ class ProcessPoolTaskRunner(TaskRunner):
             is unknown.
     """
 
-    capabilities = frozenset({Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS})
+    capabilities = frozenset({Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.OUT_OF_PROCESS})
 
     def __init__(
         self,

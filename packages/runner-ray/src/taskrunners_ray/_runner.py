@@ -68,7 +68,7 @@ class RayTaskRunner(TaskRunner):
 
     capabilities = frozenset(
         {Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.NATIVE_DEPENDENCIES}
-        | {Capability.RESOURCE_REQUESTS}
+        | {Capability.RESOURCE_REQUESTS, Capability.OUT_OF_PROCESS}
     )
     _on_demand = False  # entered by its first submit (the runner of a task on a Ray worker)
     _on_demand_lock = threading.Lock()
