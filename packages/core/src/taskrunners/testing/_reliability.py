@@ -99,15 +99,16 @@ class ReliabilityTests:
 
     # -- exceptions that cannot be rebuilt ------------------------------------------------
 
-    @pytest.mark.parametrize(
-        ("raiser", "argument", "expected", "message"),
-        [
-            ("raise_init_mismatch", 7, rt.InitMismatch, "code 7: the init does not match the args"),
-            ("raise_holding_a_lock", "locked away", rt.HoldsALock, "locked away"),
-        ],
-        ids=["init-mismatch", "holds-a-lock"],
-    )
-    def test_an_exception_that_cannot_be_rebuilt_keeps_its_type_name_and_message(
+    def test_an_exception_whose_init_does_not_match_its_args_keeps_its_type_and_message(
+        self, task_runner: TaskRunner
+    ) -> None:
+        expected = "code 7: the init does not match the args"
+        self._check_unrebuildable(task_runner, "raise_init_mismatch", 7, rt.InitMismatch, expected)
+
+    def test_an_exception_that_holds_a_lock_keeps_its_type_and_message(self, task_runner: TaskRunner) -> None:
+        self._check_unrebuildable(task_runner, "raise_holding_a_lock", "locked away", rt.HoldsALock, "locked away")
+
+    def _check_unrebuildable(
         self, task_runner: TaskRunner, raiser: str, argument: Any, expected: type, message: str
     ) -> None:
         raising = getattr(rt, raiser)
