@@ -149,7 +149,7 @@ def _rebuild(
     return stand_in(module, qualname, bases, message, text)
 
 
-_classes: dict[tuple[str, str, type], type] = {}
+_classes: dict[tuple[str, str, type], type[RemoteError]] = {}
 _classes_lock = threading.Lock()
 
 
@@ -204,24 +204,28 @@ def _resolve(module: str, qualname: str) -> type | None:
     return None
 
 
-def _stand_in_class(module: str, qualname: str, base: type) -> type | None:
+def _stand_in_class(module: str, qualname: str, base: type) -> type[RemoteError] | None:
     key = (module, qualname, base)
     cls = _classes.get(key)
     if cls is not None:
         return cls
     bases: tuple[type, ...] = (RemoteError,) if base is Exception else (RemoteError, base)
     try:
-        cls = type(qualname.rpartition(".")[2], bases, {"__module__": module, "__qualname__": qualname})
+        made: type[RemoteError] = type(
+            qualname.rpartition(".")[2], bases, {"__module__": module, "__qualname__": qualname}
+        )
     except TypeError:  # a layout or MRO that cannot be combined (or a final class)
         return None
     with _classes_lock:
-        return _classes.setdefault(key, cls)
+        return _classes.setdefault(key, made)
 
 
 # -- values that cannot be pickled ------------------------------------------------------------
 
 
-def argument_error(task_run: str, parameters: dict[str, Any], task: Any, error: BaseException) -> NotSerializableError:
+def argument_error(
+    task_run: str, parameters: dict[str, Any], task: Any, error: BaseException
+) -> NotSerializableError:
     """The error of a run that could not be pickled (`error`): names the argument that
     cannot be pickled (or the task), and what to do."""
     for name, value in parameters.items():

@@ -52,11 +52,15 @@ class ReliabilityTests:
     if TYPE_CHECKING:
         capabilities: ClassVar[frozenset[Capability] | None]
 
-        def run_flow(self, task_runner: TaskRunner, body: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
+        def run_flow(
+            self, task_runner: TaskRunner, body: Callable[..., Any], *args: Any, **kwargs: Any
+        ) -> Any: ...
 
     # -- values that cannot be pickled ----------------------------------------------------
 
-    def test_an_argument_that_cannot_be_pickled_fails_its_run_naming_it(self, task_runner: TaskRunner) -> None:
+    def test_an_argument_that_cannot_be_pickled_fails_its_run_naming_it(
+        self, task_runner: TaskRunner
+    ) -> None:
         import threading
 
         if Capability.OUT_OF_PROCESS not in _declared(self, task_runner):
@@ -77,7 +81,9 @@ class ReliabilityTests:
         assert f"task run {name!r}: argument 'x' cannot be pickled" in str(error)
         assert "ThreadPoolTaskRunner" in str(error)  # the hint
 
-    def test_a_return_value_that_cannot_be_pickled_fails_its_run_naming_it(self, task_runner: TaskRunner) -> None:
+    def test_a_return_value_that_cannot_be_pickled_fails_its_run_naming_it(
+        self, task_runner: TaskRunner
+    ) -> None:
         if Capability.OUT_OF_PROCESS not in _declared(self, task_runner):
             pytest.skip(f"the runner lacks the capability {Capability.OUT_OF_PROCESS.value}")
 
@@ -106,7 +112,9 @@ class ReliabilityTests:
         self._check_unrebuildable(task_runner, "raise_init_mismatch", 7, rt.InitMismatch, expected)
 
     def test_an_exception_that_holds_a_lock_keeps_its_type_and_message(self, task_runner: TaskRunner) -> None:
-        self._check_unrebuildable(task_runner, "raise_holding_a_lock", "locked away", rt.HoldsALock, "locked away")
+        self._check_unrebuildable(
+            task_runner, "raise_holding_a_lock", "locked away", rt.HoldsALock, "locked away"
+        )
 
     def _check_unrebuildable(
         self, task_runner: TaskRunner, raiser: str, argument: Any, expected: type, message: str
@@ -157,7 +165,9 @@ class ReliabilityTests:
 
         assert self.run_flow(task_runner, body) == (rt.ReliabilityError, ("mine",))
 
-    def test_an_exception_whose_class_travels_by_value_arrives_as_itself(self, task_runner: TaskRunner) -> None:
+    def test_an_exception_whose_class_travels_by_value_arrives_as_itself(
+        self, task_runner: TaskRunner
+    ) -> None:
         pytest.importorskip("cloudpickle", reason="classes travel by value with cloudpickle")
         module = types.ModuleType("taskrunners_conformance_made_here")  # not importable elsewhere
         exec(compile(_BY_VALUE_SOURCE, "<made here>", "exec"), module.__dict__)  # noqa: S102
