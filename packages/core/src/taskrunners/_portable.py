@@ -89,15 +89,19 @@ def stand_in_for(exc: BaseException, message: str | None = None) -> RemoteError:
 def _describe(exc: BaseException, rebuild: bool = True) -> tuple[Any, ...]:
     """`(blob, module, qualname, bases, message, traceback)` of `exc`; `blob` is its
     pickle if it can be rebuilt from it here (else `None`)."""
-    from ._wire import dumps, loads
+    from . import _wire
 
     blob: bytes | None = None
     if rebuild:
+        # A pickle inside the pickle that `dumps` may be making in this thread: keep its
+        # count of "__main__" in by-value bytes, and add the blob's (by value, or plain).
+        outer = getattr(_wire._thread, "mains", 0)
         try:
-            blob = dumps(exc)
-            loads(blob)  # an __init__ that does not accept its own args fails here, not there
+            blob = _wire.dumps(exc)
+            _wire.loads(blob)  # an __init__ that does not accept its own args fails here, not there
         except Exception:
             blob = None
+        _wire._thread.mains = outer + (blob.count(_wire._MAIN) if blob is not None else 0)
     cls = type(exc)
     bases = tuple(
         (getattr(c, "__module__", ""), getattr(c, "__qualname__", c.__name__))
