@@ -20,6 +20,7 @@ and an exception is pickled on its own only when a state that holds one is pickl
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
 import threading
 import traceback
@@ -82,26 +83,33 @@ def portable(exc: BaseException | None) -> Any:
 
 def stand_in_for(exc: BaseException, message: str | None = None) -> RemoteError:
     """A stand-in for `exc` made here (see `RemoteError.standing_in_for`)."""
-    _, module, qualname, bases, text_message, text = _describe(exc, rebuild=False)
+    _, module, qualname, bases, text_message, text, _ = _describe(exc, rebuild=False)
     return stand_in(module, qualname, bases, text_message if message is None else message, text)
 
 
 def _describe(exc: BaseException, rebuild: bool = True) -> tuple[Any, ...]:
-    """`(blob, module, qualname, bases, message, traceback)` of `exc`; `blob` is its
-    pickle if it can be rebuilt from it here (else `None`)."""
+    """`(blob, module, qualname, bases, message, traceback, recipe)` of `exc`: `blob`
+    is its pickle if it can be rebuilt from it (else `None`), `recipe` its args if it
+    is a built-in exception that its class rebuilds from them (then `blob` is `None`)."""
     from . import _wire
 
     blob: bytes | None = None
+    recipe: tuple[Any, ...] | None = None
     if rebuild:
         # A pickle inside the pickle that `dumps` may be making in this thread: keep its
         # count of "__main__" in by-value bytes, and add the blob's (by value, or plain).
-        outer = getattr(_wire._thread, "mains", 0)
-        try:
-            blob = _wire.dumps(exc)
-            _wire.loads(blob)  # an __init__ that does not accept its own args fails here, not there
-        except Exception:
-            blob = None
-        _wire._thread.mains = outer + (blob.count(_wire._MAIN) if blob is not None else 0)
+        if _builtin_with_plain_args(exc):  # rebuilt from its class and args: no pickle inside
+            recipe = exc.args
+        else:
+            outer = getattr(_wire._thread, "mains", 0)
+            try:
+                blob = _plain_pickle(exc)
+                if blob is None:
+                    blob = _wire.dumps(exc)
+                _wire.loads(blob)  # an __init__ that does not accept its own args fails here
+            except Exception:
+                blob = None
+            _wire._thread.mains = outer + (blob.count(_wire._MAIN) if blob is not None else 0)
     cls = type(exc)
     bases = tuple(
         (getattr(c, "__module__", ""), getattr(c, "__qualname__", c.__name__))
@@ -111,7 +119,35 @@ def _describe(exc: BaseException, rebuild: bool = True) -> tuple[Any, ...]:
     text = _text(exc)
     if len(text) > TRACEBACK_MAX:
         text = "...\n" + text[-TRACEBACK_MAX:]
-    return (blob, cls.__module__, cls.__qualname__, bases, _message(exc), text)
+    return (blob, cls.__module__, cls.__qualname__, bases, _message(exc), text, recipe)
+
+
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
+def _builtin_with_plain_args(exc: BaseException) -> bool:
+    """Whether `type(exc)(*exc.args)` rebuilds `exc`: a built-in exception with plain
+    arguments and no attributes of its own (the common case, made cheap, and safe
+    where pickling itself fails: a `RecursionError` on a Dask worker, say)."""
+    return (
+        type(exc).__module__ == "builtins"
+        and not getattr(exc, "__dict__", None)
+        and all(type(arg) in _PLAIN for arg in exc.args)
+    )
+
+
+def _plain_pickle(exc: BaseException) -> bytes | None:
+    """The standard pickle of `exc` if it is enough (its class goes by reference to a
+    module other than `__main__`), else `None`. Tried before `dumps`, whose cloudpickle
+    path (taken whenever a module is registered to go by value, as on Dask workers)
+    can fail on an exception that the standard pickler writes in a few bytes."""
+    from ._wire import _MAIN, _PROTOCOL
+
+    try:
+        blob = pickle.dumps(exc, _PROTOCOL)
+    except Exception:
+        return None
+    return None if _MAIN in blob else blob
 
 
 def _text(exc: BaseException) -> str:
@@ -135,9 +171,21 @@ def _rebuild(
     bases: tuple[tuple[str, str], ...],
     message: str,
     text: str,
+    recipe: tuple[Any, ...] | None = None,
 ) -> BaseException:
-    """The exception from `blob` if it loads here, else its stand-in; either way with
-    the remote traceback as its `__cause__` (unless it has one)."""
+    """The exception from `blob` (or from its built-in class and `recipe`, its args) if
+    it can be rebuilt here, else its stand-in; either way with the remote traceback as
+    its `__cause__` (unless it has one)."""
+    if recipe is not None:
+        cls = _resolve(module, qualname)
+        if cls is not None:
+            try:
+                rebuilt = cls(*recipe)
+            except Exception:
+                pass
+            else:
+                rebuilt.__cause__ = RemoteTraceback(text) if text else None
+                return rebuilt
     if blob is not None:
         from ._wire import loads
 
@@ -192,7 +240,7 @@ def stand_in(
     return error
 
 
-def _resolve(module: str, qualname: str) -> type | None:
+def _resolve(module: str, qualname: str) -> type[BaseException] | None:
     """The class `module.qualname` if it can be found here without side effects
     beyond importing its module; `None` otherwise."""
     if not module or "<" in qualname:
