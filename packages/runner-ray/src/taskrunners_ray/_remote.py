@@ -13,7 +13,7 @@ from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
 __all__ = ["base_function", "batch_variant", "batchable", "on_worker", "run_batch", "run_remote", "variant"]
 
 #: A failed state larger than this once pickled has its exception replaced by a short one.
-FAILURE_MAX_BYTES = 8 * 1024
+FAILURE_MAX_BYTES = 32 * 1024  # with the remote traceback as text (at most 6,000 characters)
 
 _variants: dict[Any, Any] = {}
 _options: dict[Any, dict[str, Any]] = {}  # variant -> its options
