@@ -44,7 +44,7 @@ class TestThreadPoolFactory(TaskRunnerTests):
 class TestSharedProcessPool(TaskRunnerTests):
     """A ProcessPoolExecutor shared by every flow run."""
 
-    capabilities = frozenset({Capability.PARALLEL})
+    capabilities = frozenset({Capability.PARALLEL, Capability.OUT_OF_PROCESS})
     many_runs = 1_000
     known_failures = {"test_nested_submission_from_a_task": NESTED}
 
@@ -56,7 +56,7 @@ class TestSharedProcessPool(TaskRunnerTests):
 class TestSharedLokyExecutor(TaskRunnerTests):
     """loky's reusable executor, shared by every flow run."""
 
-    capabilities = frozenset({Capability.PARALLEL})
+    capabilities = frozenset({Capability.PARALLEL, Capability.OUT_OF_PROCESS})
     many_runs = 1_000
     known_failures = {"test_nested_submission_from_a_task": NESTED}
 

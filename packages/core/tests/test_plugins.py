@@ -57,6 +57,16 @@ BROKEN_PLUGINS = {
         "@hookimpl\ndef taskrunners_runner_class():\n    raise ValueError('hook broke')\n",
         "ValueError: hook broke",
     ),
+    "import-exits": ("import sys\nsys.exit(3)\n", "failed to load: SystemExit: 3"),
+    "import-raises-base-exception": (
+        'raise BaseException("not even an Exception")\n',
+        "failed to load: BaseException: not even an Exception",
+    ),
+    "hook-exits": (
+        "import sys\nfrom taskrunners.plugins import hookimpl\n\n"
+        "@hookimpl\ndef taskrunners_runner_class():\n    sys.exit('hook quit')\n",
+        "SystemExit: hook quit",
+    ),
 }
 
 
@@ -199,6 +209,8 @@ def test_a_broken_plugin_gives_plugin_load_error(fake: FakeInstall, case: str) -
         "no-hook",
         "not-a-runner",
         "hook-raises",
+        "import-exits",
+        "hook-exits",
     ],
 )
 def test_loading_a_broken_plugin_again_reports_the_same_problem(fake: FakeInstall, case: str) -> None:
@@ -211,6 +223,56 @@ def test_loading_a_broken_plugin_again_reports_the_same_problem(fake: FakeInstal
         messages.append(str(caught.value))
     assert expected in messages[1]
     assert messages[0] == messages[1]
+
+
+def test_a_plugin_that_exits_at_import_gives_plugin_load_error_to_a_flow_naming_it(fake: FakeInstall) -> None:
+    fake.add("fake-exits", "0.3", "exitsfake", BROKEN_PLUGINS["import-exits"][0])
+
+    @task
+    def one() -> int:
+        return 1
+
+    with pytest.raises(PluginLoadError) as caught:
+        flow(task_runner="exitsfake")(lambda: one.submit().result())()
+    assert caught.value.name == "exitsfake" and caught.value.distribution == "fake-exits 0.3"
+    assert isinstance(caught.value.__cause__, SystemExit)
+    assert flow(lambda: one.submit().result())() == 1  # flows without it are unaffected
+
+
+def test_a_keyboard_interrupt_during_a_plugin_import_is_the_users_and_goes_through(fake: FakeInstall) -> None:
+    fake.add("fake-ctrl-c", "1.0", "ctrlcfake", "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_runner("ctrlcfake")
+    assert load_runner("threads") is ThreadPoolTaskRunner
+
+
+def _alias(fake: FakeInstall, dist: str, runner: str, module: str) -> None:
+    """Install `dist` declaring `runner` as an alias: an entry point naming `module`."""
+    info = fake.root / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[taskrunners.runners]\n{runner} = {module}\n")
+
+
+@pytest.mark.parametrize("alias_first", [True, False])
+def test_an_alias_of_a_registered_plugin_answers_with_its_class(fake: FakeInstall, alias_first: bool) -> None:
+    module = fake.add("fake-original", "1.0", "originalfake", GOOD_PLUGIN)
+    _alias(fake, "fake-alias", "aliasfake", module)
+    order = ["aliasfake", "originalfake"] if alias_first else ["originalfake", "aliasfake"]
+    classes = [load_runner(name) for name in order]
+    assert classes[0] is classes[1] is sys.modules[module].FakeRunner
+
+
+def test_an_alias_of_the_thread_plugin_loaded_first_breaks_no_flow(fake: FakeInstall) -> None:
+    _alias(fake, "fake-threads-alias", "threadsalias", "taskrunners_threads._plugin")
+    assert load_runner("threadsalias") is ThreadPoolTaskRunner
+    assert load_runner("threads") is ThreadPoolTaskRunner
+
+    @task
+    def one() -> int:
+        return 1
+
+    assert flow(lambda: one.submit().result())() == 1  # the default runner, "threads"
 
 
 def test_two_distributions_claiming_one_name_give_an_error_naming_both(fake: FakeInstall) -> None:
@@ -310,6 +372,19 @@ def test_runners_load_exits_non_zero_and_reports_a_broken_plugin(tmp_path: Path)
     assert "ok:" in threads  # one broken plugin does not hide the others
     failed = sum(1 for line in lines[1:] if "error:" in line)
     assert f"{failed} runner plugin(s) failed to load" in done.stderr
+
+
+def test_runners_load_lists_the_good_rows_beside_a_plugin_that_exits_at_import(tmp_path: Path) -> None:
+    install = FakeInstall(tmp_path)
+    install.add("fake-cli-exits", "0.2", "cliexits", BROKEN_PLUGINS["import-exits"][0])
+    install.add("fake-cli-fine", "1.0", "clifine", GOOD_PLUGIN)
+    done = _run([sys.executable, "-m", "taskrunners", "runners", "--load"], pythonpath=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    broken = next(line for line in lines if line.startswith("cliexits"))
+    assert "error:" in broken and "SystemExit: 3" in broken and "fake-cli-exits 0.2" in broken
+    assert "ok:" in next(line for line in lines if line.startswith("clifine"))
+    assert "ok:" in next(line for line in lines if line.startswith("threads"))
 
 
 def test_the_version_command() -> None:

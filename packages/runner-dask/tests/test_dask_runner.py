@@ -15,7 +15,7 @@ import dask_runner_tasks as dt
 import distributed
 import psutil
 import pytest
-from taskrunners import Future, StateType, TaskRunCrashed, UpstreamFailedError, flow, task
+from taskrunners import Future, NotSerializableError, StateType, TaskRunCrashed, UpstreamFailedError, flow, task
 from taskrunners.lowlevel import DeferredState, current_runner
 from taskrunners.plugins import load_runner
 from taskrunners.testing import run_with_deadline
@@ -439,7 +439,7 @@ def test_downstream_of_a_lost_run_fails_naming_it(fresh_local_cluster: Any) -> N
     assert name in str(downstream.exception)
 
 
-def test_unpicklable_argument_crashes_that_run_only(local_cluster: Any) -> None:
+def test_unpicklable_argument_fails_that_run_only_naming_it(local_cluster: Any) -> None:
     import threading
 
     def body() -> Any:
@@ -449,8 +449,37 @@ def test_unpicklable_argument_crashes_that_run_only(local_cluster: Any) -> None:
         return bad.state, good.result()
 
     state, good = run(DaskTaskRunner(address=local_cluster.scheduler_address), body)
-    assert state.is_crashed() and "Dask refused it" in str(state.exception)
+    assert state.is_failed() and state.name == "NotSerializable"
+    assert isinstance(state.exception, NotSerializableError) and state.exception.parameter == "x"
     assert good == 1
+
+
+def test_unpicklable_return_value_fails_its_run_and_its_dask_task_holds_the_failure(local_cluster: Any) -> None:
+    import threading
+
+    from taskrunners_dask._remote import INLINE_LIMIT
+
+    @task
+    def small_lock() -> Any:
+        return threading.Lock()  # small: pickled for the report anyway
+
+    @task
+    def big_with_a_lock() -> Any:
+        return [b"x" * INLINE_LIMIT, threading.Lock()]  # too big to travel with the report
+
+    def body() -> Any:
+        small = small_lock.submit()
+        big = big_with_a_lock.submit()
+        downstream = t.identity.submit(big)
+        for future in (small, big, downstream):
+            future.wait()
+        return small.state, big.state, downstream.state
+
+    small, big, downstream = run(DaskTaskRunner(address=local_cluster.scheduler_address), body)
+    for state in (small, big):
+        assert state.is_failed() and state.name == "NotSerializable", state
+        assert state.exception.parameter == "return value"
+    assert downstream.is_failed() and isinstance(downstream.exception, UpstreamFailedError)
 
 
 def test_tasks_of_a_module_workers_cannot_import_run_by_value(local_cluster: Any) -> None:

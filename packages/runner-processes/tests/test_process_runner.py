@@ -145,8 +145,8 @@ def test_an_unpicklable_argument_fails_that_run_naming_the_task_and_parameter() 
 
     error, value = run(ProcessPoolTaskRunner(max_workers=1), body)
     assert isinstance(error, TypeError)
-    assert "task 'length'" in str(error) and "argument 'value'" in str(error)
-    assert "create the object inside the task" in str(error)
+    assert "task run 'length-" in str(error) and "argument 'value'" in str(error)
+    assert "it is a _thread.lock" in str(error) and "Create the object inside the task" in str(error)
     assert value == 42
 
 
@@ -167,7 +167,8 @@ def test_an_unpicklable_result_fails_that_run_with_a_clear_error() -> None:
         return make_lock.submit().result(raise_on_failure=False), double.submit(1).result()
 
     error, value = run(ProcessPoolTaskRunner(max_workers=1), body)
-    assert isinstance(error, TypeError) and "task 'make_lock' returned a value that cannot be pickled" in str(error)
+    assert isinstance(error, TypeError) and "task run 'make_lock-" in str(error)
+    assert "its return value cannot be pickled" in str(error) and "it is a _thread.lock" in str(error)
     assert value == 2
 
 

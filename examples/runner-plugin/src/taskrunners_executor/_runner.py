@@ -119,19 +119,24 @@ class ExecutorTaskRunner(TaskRunner):
             else:  # elsewhere: only the spec travels, pickled
                 work = executor.submit(_execute, dumps(run.spec), run.upstream_states())
         except Exception as exc:  # shut down, broken, or the run does not pickle
-            run.crash(f"it could not be handed to the executor: {type(exc).__name__}: {exc}", exc)
+            failed = run.spec.not_serializable(exc)  # FAILED, naming the argument; else None
+            if failed is not None:
+                run.set_state(failed)
+            else:
+                run.crash(f"it could not be handed to the executor: {type(exc).__name__}: {exc}", exc)
             return
         run.future.native = work
         work.add_done_callback(lambda done: _finish(run, done))
 
 
-def _execute(spec: bytes, upstream_states: list[State[Any]]) -> State[Any]:
-    """On the executor's worker: rebuild the spec, run it, return the final state."""
+def _execute(spec: bytes, upstream_states: list[State[Any]]) -> bytes:
+    """On the executor's worker: rebuild the spec, run it, return the final state pickled
+    (a return value that cannot be pickled gives a FAILED state that names it)."""
     run: RunSpec = loads(spec)
-    return run.execute(upstream_states)  # never raises
+    return run.dumps_state(run.execute(upstream_states))  # never raises
 
 
-def _finish(run: PreparedRun, done: ExecutorFuture[State[Any]]) -> None:
+def _finish(run: PreparedRun, done: ExecutorFuture[Any]) -> None:
     """Move the run's future to the final state that `execute` returned on the worker."""
     if done.cancelled():
         run.crash("the executor cancelled it before it started")
@@ -140,4 +145,5 @@ def _finish(run: PreparedRun, done: ExecutorFuture[State[Any]]) -> None:
     if error is not None:  # a lost worker, an unpicklable result: never leave the run open
         run.crash(f"the executor lost it: {type(error).__name__}: {error}", error)
     else:
-        run.set_state(done.result())
+        result = done.result()  # a State from a thread, its pickle from another process
+        run.set_state(loads(result) if isinstance(result, bytes) else result)

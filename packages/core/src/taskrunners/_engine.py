@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _context
-from ._errors import TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
+from ._errors import NotSerializableError, TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
 from ._futures import Future, _lock
 from ._states import _NOT_OK, State, StateType, fast_state
 from ._walk import fill
@@ -297,6 +297,66 @@ class RunSpec:
         error = TaskRunCrashed(f"task run {self.info.name!r} crashed: {reason}")
         error.__cause__ = cause
         return State(StateType.CRASHED, exception=error)
+
+    # -- crossing a process boundary ----------------------------------------------------
+
+    def not_serializable(self, error: BaseException | None = None) -> State[Any] | None:
+        """Why this run cannot be shipped, as its final state; `None` if it pickles.
+
+        For a runner that failed to pickle (or hand over) the run, with `error` (kept
+        as the cause; the spec's own pickling error replaces it): if the spec does not pickle with `dumps`, the answer is a FAILED state (named
+        "NotSerializable") whose `NotSerializableError` names the run, the argument
+        that cannot be pickled (or the task), the offending type and what to do. The
+        same on every runner. It pickles the arguments one by one: call it only after
+        a failure.
+        """
+        from ._portable import argument_error
+        from ._wire import dumps
+
+        try:
+            dumps(self)
+        except Exception as exc:
+            error = exc
+        else:
+            return None  # the problem lies elsewhere (another run of a batch, the engine)
+        problem = argument_error(self.info.name, self.parameters, self.task, error)
+        problem.__cause__ = error
+        return State(StateType.FAILED, exception=problem, name="NotSerializable")
+
+    def dumps_state(self, state: State[Any]) -> bytes:
+        """This run's final `state`, pickled (`dumps`) to send it back to the flow's process.
+
+        One pickle when all is well. A return value that cannot be pickled gives the
+        pickle of a FAILED state (named "NotSerializable") instead, whose
+        `NotSerializableError` names the run, "return value", the offending type and
+        what to do; an exception always pickles (see `State.to_wire`). `loads` gives
+        back a `State`.
+
+        Raises:
+            TaskRunnersError: Pickling the value needs cloudpickle, which is not installed.
+        """
+        from ._wire import dumps
+
+        try:
+            return dumps(state)
+        except NotSerializableError as exc:
+            return dumps(self.result_not_serializable(state, exc))
+
+    def result_not_serializable(self, state: State[Any], error: BaseException) -> State[Any]:
+        """The FAILED state for this run whose final `state` holds a value that could not
+        be pickled (`error`), to send back instead: it names "return value"."""
+        from ._portable import return_error
+
+        value = state.fields().data if state.type is _COMPLETED else None
+        problem = return_error(self.info.name, value, error)
+        problem.__cause__ = error
+        return State(
+            StateType.FAILED,
+            exception=problem,
+            name="NotSerializable",
+            attempt=state.attempt,
+            started=state.started,
+        )
 
     def __repr__(self) -> str:
         return f"RunSpec({self.info.name!r})"

@@ -16,6 +16,8 @@ The hierarchy::
     │                                    or enter a runner twice
     ├── RunnerLookupError (LookupError)  no installed runner has that name
     ├── PluginLoadError (ImportError)    an installed runner plugin failed to load
+    ├── NotSerializableError (TypeError) an argument or return value of a run cannot be
+    │                                    pickled to travel between processes
     ├── UpstreamFailedError              the run did not start: an upstream did not complete
     ├── TaskRunCrashed                   the run ended outside its own code
     │                                    (runner shut down, worker lost, interrupt)
@@ -23,6 +25,11 @@ The hierarchy::
     ├── TaskTimeoutError (TimeoutError)  the task ran longer than its `timeout_seconds`
     └── WaitTimeout (TimeoutError)       *waiting* for a run gave up (`result(timeout=)`,
                                          `as_completed(timeout=)`): the run goes on
+
+    RemoteError                          stands in for an exception from another process
+                                         that cannot be rebuilt here (its class is made
+                                         on the fly: it also subclasses the original's
+                                         nearest importable class)
 
     TaskRunnersWarning (UserWarning)
     └── UnobservedFailureWarning         a run failed and nobody looked at its result
@@ -35,6 +42,8 @@ tells a timeout of ours from a `TimeoutError` raised by the task itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "DefinitionError",
     "DependencyError",
@@ -42,8 +51,10 @@ __all__ = [
     "MappingLengthMismatch",
     "MappingMissingIterable",
     "NoActiveFlowError",
+    "NotSerializableError",
     "ParameterError",
     "PluginLoadError",
+    "RemoteError",
     "ReservedArgumentError",
     "RunnerLookupError",
     "RunnerLifecycleError",
@@ -114,6 +125,91 @@ class PluginLoadError(TaskRunnersError, ImportError):
         super().__init__(message)
         self.name = name
         self.distribution = distribution
+
+
+class NotSerializableError(TaskRunnersError, TypeError):
+    """An argument or return value of a run cannot be pickled to travel between processes.
+
+    The run ends FAILED with this error; other runs are unaffected. It is the same on
+    every runner that executes runs in other processes (threads pickle nothing).
+
+    Attributes:
+        task_run: The name of the task run, or `None` when no run is known.
+        parameter: The parameter whose argument cannot travel, `"return value"`, or
+            `None` when the task itself (or the run as a whole) cannot.
+        type_name: The qualified name of the type that cannot be pickled, or `None`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_run: str | None = None,
+        parameter: str | None = None,
+        type_name: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.task_run = task_run
+        self.parameter = parameter
+        self.type_name = type_name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_not_serializable, (str(self), self.task_run, self.parameter, self.type_name))
+
+
+def _not_serializable(
+    message: str, task_run: str | None, parameter: str | None, type_name: str | None
+) -> NotSerializableError:
+    return NotSerializableError(message, task_run=task_run, parameter=parameter, type_name=type_name)
+
+
+class RemoteError(Exception):
+    """Stands in for an exception raised in another process that cannot be rebuilt here.
+
+    A failed run's exception reaches the flow as itself whenever it can be pickled there
+    and back. When it cannot (its `__init__` does not accept its own `args`, it holds a
+    lock, its module cannot be imported here), the flow gets an instance of a class made
+    on the fly: it has the original class's name, qualified name and module, and
+    subclasses both `RemoteError` and the nearest class of the original's hierarchy that
+    can be imported here (the class itself, if it can), so that `except ValueError` (or
+    `except TheOriginalClass`) catches it as it would have caught the original.
+
+    Attributes:
+        type_name: The original type's module and qualified name, `"module.Qual.Name"`.
+        remote_traceback: The traceback of the original, as text (also shown as the
+            stand-in's `__cause__`).
+    """
+
+    remote_traceback: str = ""
+    _module: str = ""
+    _qualname: str = ""
+    _bases: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def type_name(self) -> str:
+        """The original type's module and qualified name, `"module.Qual.Name"`."""
+        return f"{self._module}.{self._qualname}" if self._module else self._qualname
+
+    @staticmethod
+    def standing_in_for(exc: BaseException, message: str | None = None) -> RemoteError:
+        """A stand-in for `exc`, for a runner that cannot send `exc` itself (it is too
+        large, say): the same type name, `message` (default: `str(exc)`), and `exc`'s
+        traceback as text; its class subclasses the nearest importable class of
+        `exc`'s hierarchy."""
+        from ._portable import stand_in_for
+
+        return stand_in_for(exc, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}({str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from ._portable import stand_in
+
+        return (stand_in, (self._module, self._qualname, self._bases, str(self), self.remote_traceback))
 
 
 class UpstreamFailedError(TaskRunnersError):

@@ -70,6 +70,9 @@ class Capability(str, enum.Enum):
     RESOURCE_REQUESTS = "resource-requests"
     #: Can cancel a run that is already executing.
     CANCELS_RUNNING = "cancels-running"
+    #: Runs execute in other processes: arguments, return values and exceptions are
+    #: pickled to travel (and what cannot be pickled fails the run, naming it).
+    OUT_OF_PROCESS = "out-of-process"
 
 
 #: How many unobserved failed runs a warning names before it only counts the rest.

@@ -210,9 +210,26 @@ class State(Generic[R]):
         state._exception = exception
         return state
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def to_wire(self) -> tuple[Any, ...]:
+        """The state as it travels: `fields()` with the type as its string value and
+        the exception wrapped so that it always pickles, and unpickles to itself where
+        it can be rebuilt, or to a `RemoteError` stand-in that keeps its type's name,
+        its message and its traceback as text. `State.from_fields` takes it back; a
+        `State` pickles as this tuple.
+
+        Raises:
+            TaskRunnersError: A `DeferredState` whose value cannot be fetched.
+        """
         fields = self.fields()
-        return (_state_from_wire, (fields[0].value, *fields[1:]))
+        exception = fields[7]
+        if exception is None:
+            return (fields[0].value, *fields[1:])
+        from ._portable import portable
+
+        return (fields[0].value, *fields[1:7], portable(exception))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_state_from_wire, self.to_wire())
 
     def __repr__(self) -> str:
         if self.type is StateType.COMPLETED:

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from ._errors import TaskRunnersError
+from ._errors import NotSerializableError, TaskRunnersError
 
 __all__ = ["dumps", "loads"]
 
@@ -37,8 +37,9 @@ def dumps(obj: Any) -> bytes:
 
     Raises:
         TaskRunnersError: `obj` needs pickling by value and cloudpickle is not
-            installed (the message names the package), or neither pickler can
-            pickle it (the original error is the `__cause__`).
+            installed (the message names the package).
+        NotSerializableError: Neither pickler can pickle it (the original error is
+            the `__cause__`). `RunSpec.not_serializable` says which argument it is.
     """
     cloudpickle = sys.modules.get("cloudpickle")
     first: Exception | None = None
@@ -64,7 +65,7 @@ def dumps(obj: Any) -> bytes:
     try:
         return bytes(cloudpickle.dumps(obj, _PROTOCOL))
     except Exception as exc:
-        raise TaskRunnersError(f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
+        raise NotSerializableError(f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
 
 
 def note_shipped_by_value(blob_mains: int) -> None:

@@ -12,7 +12,11 @@ guide is `docs/writing-a-runner.md`.
 - Context: `current_runner()`, `current_task_run()`, `using_runner()`.
 - Slot lending: `blocking()` marks a wait on another run; a runner's worker threads
   install a hook with `worker_thread()` or `lending()` to lend their slot meanwhile.
-- Shipping: `dumps` and `loads` (standard pickle, cloudpickle where it must).
+- Shipping: `dumps` and `loads` (standard pickle, cloudpickle where it must);
+  `RunSpec.not_serializable` and `RunSpec.dumps_state` turn an argument or a return
+  value that cannot be pickled into a FAILED run that names it, the same on every
+  runner; `State.to_wire` sends exceptions so that they always arrive, as themselves
+  or as a `taskrunners.RemoteError` stand-in, with a `RemoteTraceback` as cause.
 - Engine options: `RunOptions` for context managers like `dask_options(...)`.
 """
 
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from . import _context, _engine
 from ._engine import PreparedRun, RunSpec
 from ._options import OptionSet, RunOptions
+from ._portable import RemoteTraceback
 from ._runner import Capability, TaskRunner
 from ._states import DeferredState, State, StateFields
 from ._wire import dumps, loads
@@ -38,6 +43,7 @@ __all__ = [
     "DeferredState",
     "OptionSet",
     "PreparedRun",
+    "RemoteTraceback",
     "RunOptions",
     "RunSpec",
     "State",

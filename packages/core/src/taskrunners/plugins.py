@@ -18,7 +18,10 @@ a module (or any object) that implements the hook `taskrunners_runner_class`::
 
 Listing runners reads entry-point metadata only and imports no plugin. Loading a name
 imports that one plugin, inside its own error handling, so a broken plugin is reported
-(with its distribution, version and error) and never hides the others.
+(with its distribution, version and error) and never hides the others: whatever it
+raises at import (`SystemExit` included; only a `KeyboardInterrupt` goes through, as
+the user's Ctrl-C) becomes a `PluginLoadError`. A second entry point that names a
+plugin already loaded (an alias) answers with that plugin's class.
 """
 
 from __future__ import annotations
@@ -151,31 +154,40 @@ def _load(name: str) -> type[TaskRunner]:
 
     try:
         plugin = ep.load()
-    except Exception as exc:
+    except KeyboardInterrupt:  # a real Ctrl-C while importing: the user's, not the plugin's
+        raise
+    except BaseException as exc:  # SystemExit, GeneratorExit...: the plugin's problem only
         raise fail(f"failed to load: {type(exc).__name__}: {exc}") from exc
     manager = _plugin_manager()
+    # An alias (a second entry point naming a plugin object registered already) is that
+    # same plugin under another name: registered once, its hook answers both names.
+    registered = manager.is_registered(plugin)
+    if not registered:
+        try:
+            manager.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise fail(f"is not a valid plugin: {exc}") from exc
     try:
-        manager.register(plugin, name=name)
-    except (ValueError, pluggy.PluginValidationError) as exc:
-        raise fail(f"is not a valid plugin: {exc}") from exc
-    try:
-        return _runner_class(manager, name, fail)
+        return _runner_class(manager, plugin, fail)
     except PluginLoadError:
-        manager.unregister(plugin)  # so that loading it again reports the same problem
+        if not registered:
+            manager.unregister(plugin)  # so that loading it again reports the same problem
         raise
 
 
-def _runner_class(manager: pluggy.PluginManager, name: str, fail: Any) -> type[TaskRunner]:
+def _runner_class(manager: pluggy.PluginManager, plugin: object, fail: Any) -> type[TaskRunner]:
     from ._runner import TaskRunner
 
     try:
         manager.check_pending()  # a hook implementation that matches no hook: a typo
     except pluggy.PluginValidationError as exc:
         raise fail(f"is not a valid plugin: {exc}") from exc
-    others = [p for n, p in manager.list_name_plugin() if n != name]
+    others = [p for p in manager.get_plugins() if p is not plugin]
     try:
         cls = manager.subset_hook_caller("taskrunners_runner_class", remove_plugins=others)()
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
         raise fail(f"raised in taskrunners_runner_class(): {type(exc).__name__}: {exc}") from exc
     if cls is None:
         raise fail("does not implement the hook taskrunners_runner_class")

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from taskrunners import State, TaskRunnersError
+from taskrunners import State
 from taskrunners.lowlevel import DeferredState, RunSpec, blocking, dumps, lending
 
 __all__ = ["INLINE_LIMIT", "encode", "run"]
@@ -51,7 +51,8 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
         if not runner.wait_idle(0):  # runs the task submitted and did not wait for
             with blocking():
                 runner.wait_idle()
-    message = [spec.info.number, encode(state)]
+    report, state = encode(state, spec)
+    message = [spec.info.number, report]
     if NAME in worker.plugins:
         pending[thread_state.key] = (topic, message)  # sent by the plugin, in Dask's own batch
     else:
@@ -111,24 +112,42 @@ if "dask" in sys.modules:  # on a worker (unpickling a run): Dask is loaded alre
 # -- the report ---------------------------------------------------------------------------
 
 
-def encode(state: State[Any]) -> bytes:
-    """The final state as bytes for the report: `State.fields()` (the type as its
-    value) and whether the value is included, which it is only if small.
+def encode(state: State[Any], spec: RunSpec) -> tuple[bytes, State[Any]]:
+    """The final state as bytes for the report (`State.to_wire()` and whether the value
+    is included, which it is only if small), and the state for the Dask task to return.
 
-    An exception that does not pickle is replaced by a `TaskRunnersError` naming it.
+    The exception always arrives (as itself, or as a `RemoteError` stand-in). A value
+    that cannot be pickled makes the run FAILED, naming its return value
+    (`RunSpec.result_not_serializable`), and the Dask task returns that state too:
+    small values are pickled here anyway, and a large one is pickled once to check it,
+    unless Dask has a serializer of its own for its type (arrays, frames), which it
+    then uses to move it.
     """
-    fields = state.fields()
-    head, data, error = (fields.type.value, *fields[1:6]), fields.data, fields.exception
-    if error is not None and _dumps(error) is None:
-        error = TaskRunnersError(
-            f"the run raised {type(error).__qualname__}: {error}, which could not be "
-            "pickled to reach the flow's process"
-        )
-    if type(data) in _ALWAYS_INLINE or _small(data):
-        blob = _dumps((*head, data, error, True))
-        if blob is not None and len(blob) <= INLINE_LIMIT:
-            return blob
-    return dumps((*head, None, error, False))
+    wire = state.to_wire()
+    head, data, error = wire[:6], wire[6], wire[7]
+    try:
+        if type(data) in _ALWAYS_INLINE or _small(data):
+            blob = dumps((*head, data, error, True))
+            if len(blob) <= INLINE_LIMIT:
+                return blob, state
+        elif data is not None and not _dask_serializes(type(data)):
+            dumps(data)
+    except Exception as exc:
+        failed = spec.result_not_serializable(state, exc)
+        wire = failed.to_wire()
+        return dumps((*wire[:6], None, wire[7], True)), failed
+    return dumps((*head, None, error, False)), state
+
+
+def _dask_serializes(cls: type) -> bool:
+    """Whether Dask has a serializer of its own for values of `cls` (not pickle)."""
+    from distributed.protocol.serialize import dask_serialize
+
+    try:
+        dask_serialize.dispatch(cls)
+    except TypeError:
+        return False
+    return True
 
 
 def _small(data: Any) -> bool:
@@ -138,10 +157,3 @@ def _small(data: Any) -> bool:
         return bool(sizeof(data) <= INLINE_LIMIT)
     except Exception:
         return False
-
-
-def _dumps(obj: Any) -> bytes | None:
-    try:
-        return dumps(obj)
-    except Exception:
-        return None

@@ -75,7 +75,7 @@ class DaskTaskRunner(TaskRunner):
 
     capabilities = frozenset(
         {Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.NATIVE_DEPENDENCIES}
-        | {Capability.RESOURCE_REQUESTS}
+        | {Capability.RESOURCE_REQUESTS, Capability.OUT_OF_PROCESS}
     )
 
     def __init__(
@@ -302,7 +302,19 @@ class DaskTaskRunner(TaskRunner):
                 **records[0].options,
             )
         except Exception as exc:
+            # Runs that cannot be pickled fail, naming the argument (as on every runner);
+            # the others go again without them. If none is at fault, Dask refused them all.
+            kept = []
             for record in records:
+                failed = record.run.spec.not_serializable(exc)
+                if failed is None:
+                    kept.append(record)
+                else:
+                    record.run.set_state(failed)
+            if kept and len(kept) < len(records):
+                self._send(kept)
+                return
+            for record in kept:
                 record.run.crash(f"Dask refused it: {type(exc).__name__}: {exc}", exc)
             return
         for record, native in zip(records, natives):

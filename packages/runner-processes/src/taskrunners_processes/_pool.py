@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from taskrunners import State, StateType, Task
-from taskrunners.lowlevel import PreparedRun, RunSpec, dumps, loads
+from taskrunners.lowlevel import PreparedRun, RemoteTraceback, RunSpec, dumps, loads
 
 from ._worker import INIT_FAILED, READY, Reply, Wire, worker_main
 
@@ -49,17 +49,6 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _COMPLETED = StateType.COMPLETED
 _TASK_BLOBS_MAX = 1024
 _STOP = b""
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception as the worker process printed it."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
 
 
 class _Packet:
@@ -365,7 +354,10 @@ class WorkerPool:
 
     def _fail_unpicklable(self, failed: list[tuple[PreparedRun, BaseException]]) -> None:
         for run, error in failed:
-            run.set_state(State(StateType.FAILED, exception=self._unpicklable(run.spec, error)))
+            state = run.spec.not_serializable(error)  # names the argument, the same on every runner
+            if state is None:
+                state = State(StateType.FAILED, exception=self._unpicklable(run.spec, error), name="NotSerializable")
+            run.set_state(state)
 
     def _pack(
         self, runs: list[PreparedRun], respec: dict[int, RunSpec]

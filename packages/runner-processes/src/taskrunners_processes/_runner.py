@@ -55,7 +55,7 @@ class ProcessPoolTaskRunner(TaskRunner):
             is unknown.
     """
 
-    capabilities = frozenset({Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS})
+    capabilities = frozenset({Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.OUT_OF_PROCESS})
 
     def __init__(
         self,
@@ -207,31 +207,21 @@ def _preload() -> tuple[str, ...]:
     return ("cloudpickle",) if "cloudpickle" in sys.modules else ()
 
 
+def _unpicklable(spec: RunSpec, error: BaseException) -> TypeError:
+    """The error of a run that could not be sent although its spec pickles (its upstream
+    runs' values, say); `RunSpec.not_serializable` covers the rest."""
+    cause = error.__cause__ if error.__cause__ is not None and str(error.__cause__) in str(error) else error
+    problem = TypeError(
+        f"task run {spec.info.name!r} cannot be pickled to send it to a worker process "
+        f"({type(cause).__name__}: {cause}): the values of its upstream runs must be picklable too."
+    )
+    problem.__cause__ = error
+    return problem
+
+
 def _reason(error: BaseException) -> str:
     """`error` as `Type: message`, looking through the core's wrapper to the pickler's error."""
     cause = error.__cause__
     if cause is not None and str(cause) in str(error):
         error = cause
     return f"{type(error).__name__}: {error}"
-
-
-def _unpicklable(spec: RunSpec, error: BaseException) -> TypeError:
-    """Say which argument of the run could not be sent to a worker, and what to do."""
-    for name, value in spec.parameters.items():
-        try:
-            dumps(value)
-        except Exception as exc:
-            problem = TypeError(
-                f"task {spec.info.task_name!r}: argument {name!r} cannot be pickled to send it to "
-                f"a worker process ({_reason(exc)}). Pass something picklable (plain "
-                "data, or a path or address to open), or create the object inside the task."
-            )
-            break
-    else:
-        problem = TypeError(
-            f"task {spec.info.task_name!r} cannot be pickled to send it to a worker process "
-            f"({_reason(error)}). Define it at module level, or make what it "
-            "closes over picklable."
-        )
-    problem.__cause__ = error
-    return problem

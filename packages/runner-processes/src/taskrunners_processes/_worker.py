@@ -68,18 +68,6 @@ Reply = tuple[
 ]
 
 
-class RemoteError(Exception):
-    """An exception from a worker that could not be sent back as itself.
-
-    Attributes:
-        type_name: The qualified name of the original exception's type.
-    """
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-
-
 def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
     """The worker process's main loop.
 
@@ -207,23 +195,11 @@ def _other(spec: RunSpec, number: int, state: State[Any]) -> tuple[int, bytes, s
         text = "".join(traceback.format_exception(state.exception))
     try:
         return number, dumps(tuple_fields(state)), text
-    except Exception as exc:
-        if state.exception is None:
-            error: BaseException = TypeError(
-                f"task {spec.info.task_name!r} returned a value that cannot be pickled to send it "
-                f"back from the worker process: {type(exc).__name__}: {exc}. Return something "
-                "picklable (plain data), or keep the object inside the task."
-            )
-        else:
-            original = state.exception
-            error = RemoteError(f"{type(original).__module__}.{type(original).__qualname__}", str(original))
-        failed: State[Any] = State(
-            StateType.FAILED, exception=error, attempt=state.attempt, started=state.started
-        )
-        return number, dumps(tuple_fields(failed)), text
+    except Exception as exc:  # a return value that cannot leave (an exception always can)
+        return number, dumps(tuple_fields(spec.result_not_serializable(state, exc))), text
 
 
 def tuple_fields(state: State[Any]) -> tuple[Any, ...]:
-    """The fields of `state` as a plain tuple, its type as the string value."""
-    fields = state.fields()
-    return (fields.type.value, *fields[1:])
+    """The wire tuple of `state` (`State.to_wire`): its exception arrives as itself or
+    as a `taskrunners.RemoteError` stand-in."""
+    return state.to_wire()

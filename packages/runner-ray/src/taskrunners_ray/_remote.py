@@ -7,13 +7,13 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from taskrunners import State, StateType
+from taskrunners import RemoteError, State
 from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
 
 __all__ = ["base_function", "batch_variant", "batchable", "on_worker", "run_batch", "run_remote", "variant"]
 
 #: A failed state larger than this once pickled has its exception replaced by a short one.
-FAILURE_MAX_BYTES = 8 * 1024
+FAILURE_MAX_BYTES = 32 * 1024  # with the remote traceback as text (at most 6,000 characters)
 
 _variants: dict[Any, Any] = {}
 _options: dict[Any, dict[str, Any]] = {}  # variant -> its options
@@ -45,39 +45,26 @@ def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
     state = spec.execute(states, runner=runner)
     if runner.started:  # the task submitted runs: wait for them
         runner.__exit__(None, None, None)
-    if state.exception is not None:
-        state = _portable(state)
-    try:
-        return dumps(state)
-    except Exception as exc:  # a return value that cannot leave the worker
-        cause = exc.__cause__ or exc
-        error = TypeError(
-            f"task run {spec.info.name!r} returned a value that cannot be pickled to leave its "
-            f"Ray worker: {type(cause).__name__}: {cause}"
-        )
-        return dumps(State(StateType.FAILED, exception=error, name="NotSerializable", attempt=state.attempt))
+    # A return value that cannot leave the worker fails the run, naming it; an exception
+    # always arrives (as itself, or as a stand-in that keeps its type's name).
+    blob = spec.dumps_state(state)
+    if state.exception is not None and len(blob) > FAILURE_MAX_BYTES:
+        return dumps(_shortened(state, len(blob)))
+    return blob
 
 
-def _portable(state: State[Any]) -> State[Any]:
-    """`state`, or a copy whose exception can be pickled and is small (the flow's
-    process tells a completed run's large value from a failure by size alone)."""
+def _shortened(state: State[Any], size: int) -> State[Any]:
+    """A copy of the failed `state` whose exception pickles small (the flow's process
+    tells a completed run's large value from a failure by size alone): a stand-in
+    that keeps its type and the start of its message, without the traceback."""
     fields = state.fields()
     exc = fields.exception
-    try:
-        size = len(dumps(exc))
-    except Exception as error:
-        problem = f"it cannot be pickled: {error.__cause__ or error!r}"
-    else:
-        if size <= FAILURE_MAX_BYTES:
-            return state
-        problem = f"it is {size:,} bytes once pickled, more than {FAILURE_MAX_BYTES:,}"
+    assert exc is not None
     text = str(exc)
     if len(text) > 2000:
         text = text[:2000] + "..."
-    replacement = RuntimeError(
-        f"{type(exc).__module__}.{type(exc).__qualname__}: {text} (the original exception "
-        f"does not travel back from the Ray worker: {problem})"
-    )
+    note = f"(the original exception is {size:,} bytes once pickled, more than {FAILURE_MAX_BYTES:,}: "
+    replacement = RemoteError.standing_in_for(exc, f"{text} {note}it stayed on the Ray worker)")
     return State.from_fields(fields._replace(exception=replacement))
 
 

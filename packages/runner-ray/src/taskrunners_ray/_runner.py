@@ -68,7 +68,7 @@ class RayTaskRunner(TaskRunner):
 
     capabilities = frozenset(
         {Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.NATIVE_DEPENDENCIES}
-        | {Capability.RESOURCE_REQUESTS}
+        | {Capability.RESOURCE_REQUESTS, Capability.OUT_OF_PROCESS}
     )
     _on_demand = False  # entered by its first submit (the runner of a task on a Ray worker)
     _on_demand_lock = threading.Lock()
@@ -226,9 +226,9 @@ class RayTaskRunner(TaskRunner):
                     self._in_flight += len(group) - 1
                 return all([self._send([sent]) for sent in group])
             run = group.pop().run
-            if isinstance(exc, TaskRunnersError):  # an argument that cannot be pickled
-                error = TypeError(f"task run {run.info.name!r} cannot be sent to Ray: {exc.__cause__}")
-                run.set_state(State(StateType.FAILED, exception=error, name="NotSerializable"))
+            failed = run.spec.not_serializable(exc)  # an argument that cannot be pickled, named
+            if failed is not None:
+                run.set_state(failed)
             else:
                 run.crash(f"Ray refused it: {type(exc).__name__}: {exc}", exc)
         if not group:  # abandoned meanwhile, or refused
@@ -488,8 +488,9 @@ class _Watcher:
                 sent = pending.pop(ref)
                 try:
                     sent.runner._completed(sent, ref, outcome)
-                except BaseException:  # never let one run's trouble stop the others
+                except BaseException as exc:  # never let one run's trouble stop the others
                     logger.exception("taskrunners-ray: finishing run %r failed", sent.run.info.name)
+                    sent.run.crash(f"its final state could not be read here: {exc!r}", exc)  # never left open
 
 
 #: The outcome of a run whose (completed) state is large: left in the object store.
