@@ -264,7 +264,7 @@ class TaskRunner(abc.ABC):
                 f"{type(self).__name__} is not started: a runner accepts runs only inside "
                 "its `with` block. Use it as a flow's task_runner, or `with runner: ...`."
             )
-        info = TaskRunInfo(task.name, task.tags)
+        info = task._run_info(parameters)
         spec, upstream = task._prepare(parameters, wait_for, info)
         if upstream:
             _refuse_self_dependency(spec, upstream)

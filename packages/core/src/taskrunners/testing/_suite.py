@@ -129,8 +129,21 @@ class TaskRunnerTests:
     # -- helpers ----------------------------------------------------------------------
 
     def run_flow(self, task_runner: TaskRunner, body: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `body` as a flow on `task_runner`, failing the test past `deadline`."""
-        return run_with_deadline(flow(task_runner=task_runner)(body), self.deadline, *args, **kwargs)
+        """Run `body` as a flow on `task_runner`, failing the test past `deadline`.
+
+        Returns what `body` returned, even a collection of States that includes failed
+        ones (which makes the flow run FAILED, as in Prefect); raises what `body` raised.
+        """
+        run = flow(task_runner=task_runner)(body)
+        if "return_state" in kwargs:
+            return run_with_deadline(run, self.deadline, *args, **kwargs)
+        state = run_with_deadline(run, self.deadline, *args, return_state=True, **kwargs)
+        if state.is_completed():
+            return state.result()
+        value = state.result(raise_on_failure=False)
+        if value is state.exception:
+            raise value
+        return value
 
     # -- lifecycle --------------------------------------------------------------------
 
