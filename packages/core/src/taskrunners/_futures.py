@@ -364,6 +364,7 @@ class FutureList(List[Future[R]]):
             ValueError: `timeout` is negative.
         """
         _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         pending = [f for f in dict.fromkeys(self) if not f.done()]
 
         def stop(future: Future[Any]) -> bool:
@@ -384,7 +385,47 @@ class FutureList(List[Future[R]]):
                     f"timed out waiting for all futures to complete within {timeout} s: "
                     f"{unfinished} (of {len(self)}) unfinished"
                 )
+        if deadline is not None:
+            _load_by(self, deadline, timeout)
         return [future.result(raise_on_failure=raise_on_failure) for future in self]
+
+
+def _load_by(futures: list[Future[Any]], deadline: float, timeout: float | None) -> None:
+    """Bring the values still held elsewhere (deferred states) here before `deadline`.
+
+    The fetching runs in a helper thread; if it is not done in time, it goes on there
+    and the caller gets `WaitTimeout`.
+
+    Raises:
+        WaitTimeout: The values did not arrive before `deadline`.
+    """
+    from ._states import DeferredState
+
+    deferred = [s for s in (f._state for f in dict.fromkeys(futures)) if type(s) is not State]
+    deferred = [s for s in deferred if isinstance(s, DeferredState) and not s.loaded]
+    if not deferred:
+        return
+    finished = threading.Event()
+
+    def load() -> None:
+        try:
+            for state in deferred:
+                try:
+                    state.load()
+                except Exception:  # reading that future's result raises it
+                    pass
+        finally:
+            finished.set()
+
+    threading.Thread(target=load, name="taskrunners-fetch-results", daemon=True).start()
+    with _context.blocking():
+        arrived = finished.wait(max(0.0, deadline - time.monotonic()))
+    if not arrived:
+        missing = sum(1 for s in deferred if not s.loaded)
+        raise WaitTimeout(
+            f"timed out waiting for all futures to complete within {timeout} s: the runs are "
+            f"final, but {missing} (of {len(futures)}) values were still being fetched"
+        )
 
 
 class DoneAndNotDone(NamedTuple):
