@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import os
@@ -209,7 +208,8 @@ class Flow(Generic[P, R]):
             return self
         else:
             target = instance
-        bound = copy.copy(self)
+        bound = object.__new__(type(self))  # not copy.copy: that would use __reduce__
+        bound.__dict__.update(self.__dict__)
         bound._bound = target
         if bound._method is None:
             bound._method = "instance"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib
 import inspect
@@ -194,7 +193,8 @@ class Task(Generic[P, R]):
             return self
         else:
             target = instance
-        bound = copy.copy(self)
+        bound = object.__new__(type(self))  # not copy.copy: that would use __reduce__
+        bound.__dict__.update(self.__dict__)
         bound._bound = target
         bound._origin = self
         if bound._self_param is None:

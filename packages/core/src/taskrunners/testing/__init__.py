@@ -21,9 +21,19 @@ Attributes:
         passes, e.g. "passes taskrunners.testing 1".
 """
 
-from . import tasks
+from . import parity_tasks, tasks
+from ._parity import ParityTests
 from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
 
 SUITE_VERSION = "1"
 
-__all__ = ["SUITE_VERSION", "Capability", "TaskRunnerTests", "requires", "run_with_deadline", "tasks"]
+__all__ = [
+    "SUITE_VERSION",
+    "Capability",
+    "ParityTests",
+    "TaskRunnerTests",
+    "parity_tasks",
+    "requires",
+    "run_with_deadline",
+    "tasks",
+]

@@ -55,6 +55,7 @@ from taskrunners import (
 from taskrunners.lowlevel import current_runner
 
 from . import tasks as t
+from ._parity import ParityTests
 
 __all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
 
@@ -71,8 +72,10 @@ def requires(*capabilities: Capability) -> Callable[[F], F]:
     return mark
 
 
-class TaskRunnerTests:
+class TaskRunnerTests(ParityTests):
     """Conformance tests for a `TaskRunner`. Subclass it and provide `task_runner`.
+
+    The Prefect-parity tests come from the mixin `ParityTests`.
 
     Class attributes a runner's test class may override:
 
