@@ -548,8 +548,8 @@ class Task(Generic[P, R]):
     # -- pickling and display ---------------------------------------------------------
 
     def __reduce__(self) -> Any:
-        if self._origin is not self:  # bound to an instance: the bound object travels as an argument
-            return self._origin.__reduce__()
+        if self._origin is not self:  # bound: the task by reference, and what it is bound to
+            return (_rebind, (self._origin, self._bound))
         module_name = getattr(self, "__module__", "") or ""
         module = sys.modules.get(module_name)
         qualname = getattr(self, "__qualname__", "")
@@ -602,6 +602,13 @@ def _pickled_by_value(module_name: str) -> bool:
     if registry is None:  # a cloudpickle without that set: ask the public (slower) way
         return module_name in cloudpickle.list_registry_pickle_by_value()
     return module_name in registry
+
+
+def _rebind(task: Task[Any, Any], target: Any) -> Task[Any, Any]:
+    """`task` bound again to `target` (an instance, or a class for a class method)."""
+    if task._method == "class":
+        return task.__get__(None, target)
+    return task.__get__(target, type(target))
 
 
 def _lookup_static(module_name: str, qualname: str) -> Any:

@@ -114,20 +114,20 @@ def write_running_signal(task: Any, task_run: Any, state: Any) -> None:
 class Blocked:
     """A large value whose unpickling in the process `pid` waits for a signal file."""
 
-    def __init__(self, directory: str, name: str, pid: int, size: int) -> None:
-        self.directory, self.name, self.pid, self.payload = directory, name, pid, b"x" * size
+    def __init__(self, directory: str, name: str, pid: int, payload: bytes) -> None:
+        self.directory, self.name, self.pid, self.payload = directory, name, pid, payload
 
     def __reduce__(self) -> Any:
-        return (_unblock, (self.directory, self.name, self.pid, len(self.payload)))
+        return (_unblock, (self.directory, self.name, self.pid, self.payload))
 
 
-def _unblock(directory: str, name: str, pid: int, size: int) -> Blocked:
+def _unblock(directory: str, name: str, pid: int, payload: bytes) -> Blocked:
     if os.getpid() == pid:
         wait_signal(directory, name)
-    return Blocked(directory, name, pid, size)
+    return Blocked(directory, name, pid, payload)
 
 
 @task
 def slow_to_fetch(directory: str, name: str, pid: int, size: int = 1_000_000) -> Blocked:
     """A large value that the process `pid` (the flow's) can only load once `name` is signalled."""
-    return Blocked(directory, name, pid, size)
+    return Blocked(directory, name, pid, os.urandom(size))
