@@ -9,10 +9,9 @@ import threading
 from typing import Any
 
 import pytest
-from taskrunners_threads import ThreadPoolTaskRunner
-
 from taskrunners import DefinitionError, FlowRunInfo, FlowTimeoutError, flow, tags, task
 from taskrunners.states import Cancelled
+from taskrunners_threads import ThreadPoolTaskRunner
 
 RUNNER = ThreadPoolTaskRunner(max_workers=2)
 

@@ -6,10 +6,9 @@ import asyncio
 import pickle
 from typing import Any
 
-from taskrunners_threads import ThreadPoolTaskRunner
-
 from taskrunners import Task, flow, task
 from taskrunners.testing.parity_tasks import Account
+from taskrunners_threads import ThreadPoolTaskRunner
 
 RUNNER = ThreadPoolTaskRunner(max_workers=4)
 

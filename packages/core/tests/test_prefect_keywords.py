@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from taskrunners_threads import ThreadPoolTaskRunner
-
-from taskrunners import Future, flow, opaque, quote, tags, task
+from taskrunners import flow, opaque, quote, tags, task
 from taskrunners.lowlevel import current_task_run
 from taskrunners.states import Completed
+from taskrunners_threads import ThreadPoolTaskRunner
 
 RUNNER = ThreadPoolTaskRunner(max_workers=2)
 
@@ -76,7 +75,9 @@ def test_quote_passes_a_value_unsearched_and_opaque_resolves_only_the_top() -> N
         (flow, "result_storage", "#results-caching-and-persistence"),
     ],
 )
-def test_a_refused_prefect_option_names_itself_and_the_guide(decorator: Any, option: str, anchor: str) -> None:
+def test_a_refused_prefect_option_names_itself_and_the_guide(
+    decorator: Any, option: str, anchor: str
+) -> None:
     with pytest.raises(TypeError) as info:
         decorator(**{option: True})
     message = str(info.value)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from taskrunners_threads import ThreadPoolTaskRunner
-
 from taskrunners import FailedRun, StateType, TaskRunCancelled, TaskRunCrashed, flow, task
 from taskrunners import states as s
+from taskrunners_threads import ThreadPoolTaskRunner
 
 RUNNER = ThreadPoolTaskRunner(max_workers=4)
 
@@ -76,7 +75,9 @@ def test_helpers() -> None:
         (lambda: [s.Completed(), s.Pending(), s.Running()], StateType.FAILED, "2/3 states are not final."),
     ],
 )
-def test_a_flow_returning_states_ends_in_their_aggregate(returned: Any, kind: StateType, message: str) -> None:
+def test_a_flow_returning_states_ends_in_their_aggregate(
+    returned: Any, kind: StateType, message: str
+) -> None:
     @flow(task_runner=RUNNER)
     def several() -> Any:
         return returned()

@@ -9,10 +9,9 @@ import threading
 from typing import Any
 
 import pytest
-from taskrunners_threads import ThreadPoolTaskRunner
-
 from taskrunners import DefinitionError, exponential_backoff, flow, task
 from taskrunners.lowlevel import current_task_run
+from taskrunners_threads import ThreadPoolTaskRunner
 
 RUNNER = ThreadPoolTaskRunner(max_workers=4)
 

@@ -568,7 +568,7 @@ def _after_failure(
     attempt and says whether to retry (one that raises means no).
     """
     name = "TimedOut" if isinstance(exc, TaskTimeoutError) else None
-    failed = State(StateType.FAILED, exception=exc, name=name, attempt=attempt, started=started)
+    failed: State[Any] = State(StateType.FAILED, exception=exc, name=name, attempt=attempt, started=started)
     if attempt <= task.retries:
         condition = task.retry_condition_fn
         if condition is None or _retry_allowed(condition, task, info, failed):

@@ -27,7 +27,7 @@ class FlowRunInfo:
         attempt: How many attempts have started (flow `retries` adds attempts).
     """
 
-    __slots__ = ("number", "flow_name", "name", "parameters", "tags", "created", "attempt", "_id")
+    __slots__ = ("_id", "attempt", "created", "flow_name", "name", "number", "parameters", "tags")
 
     def __init__(self, flow_name: str, parameters: dict[str, Any], tags: frozenset[str]) -> None:
         self.number = next(_flow_run_numbers)
@@ -79,7 +79,7 @@ def call_with_timeout(fn: Any, timeout: float, label: str) -> Any:
     def target() -> None:
         try:
             outcome.append((True, context.run(fn)))
-        except BaseException as exc:  # handed to the waiting thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome.append((False, exc))
         finally:
             finished.set()

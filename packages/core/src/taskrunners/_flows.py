@@ -176,14 +176,11 @@ class Flow(Generic[P, R]):
             self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
         except DefinitionError as exc:
             raise DefinitionError(str(exc).replace("task ", "flow ", 1)) from None
-        for option, hooks in (
-            ("on_completion", on_completion),
-            ("on_failure", on_failure),
-            ("on_crashed", on_crashed),
-            ("on_cancellation", on_cancellation),
-            ("on_running", on_running),
-        ):
-            setattr(self, f"{option}_hooks", list(check_hooks("flow", self.name, option, hooks)))
+        self.on_completion_hooks = list(check_hooks("flow", self.name, "on_completion", on_completion))
+        self.on_failure_hooks = list(check_hooks("flow", self.name, "on_failure", on_failure))
+        self.on_crashed_hooks = list(check_hooks("flow", self.name, "on_crashed", on_crashed))
+        self.on_cancellation_hooks = list(check_hooks("flow", self.name, "on_cancellation", on_cancellation))
+        self.on_running_hooks = list(check_hooks("flow", self.name, "on_running", on_running))
         self.description = description if description is not None else inspect.getdoc(fn)
         self.version = version
         self._method = method
@@ -197,7 +194,7 @@ class Flow(Generic[P, R]):
         if self._method is None and getattr(self.fn, "__qualname__", "").startswith(owner.__qualname__ + "."):
             self._method = "instance"
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Flow[P, R]:
+    def __get__(self, instance: Any, owner: type | None = None) -> Flow[..., R]:
         """The flow bound to `instance` (or to the class, for a class method)."""
         kind = self._method
         if kind == "static" or self._bound is not _UNBOUND:
@@ -241,7 +238,7 @@ class Flow(Generic[P, R]):
             fn = classmethod(fn)
         elif self._method == "static":
             fn = staticmethod(fn)
-        new = Flow(fn, **current)
+        new: Flow[P, R] = Flow(fn, **current)
         new._method = self._method
         new._bound = self._bound
         return new
@@ -518,8 +515,8 @@ def _final_state(value: Any) -> State[Any]:
 
 async def _final_state_async(value: Any) -> State[Any]:
     if isinstance(value, MARKERS):
-        items = [value] if isinstance(value, Future) else value
-        for item in items if not isinstance(value, State) else ():
+        items: Any = () if isinstance(value, State) else [value] if isinstance(value, Future) else value
+        for item in items:
             if isinstance(item, Future):
                 try:
                     await item
@@ -682,7 +679,7 @@ def flow(
         TypeError: A Prefect option that taskrunners does not support (the message
             names it and the section of the migration guide).
     """
-    refuse("flow", name or getattr(fn, "__name__", "?"), prefect_options)
+    refuse("flow", str(name or getattr(fn, "__name__", "@flow")), prefect_options)
     options: dict[str, Any] = {
         "name": name,
         "task_runner": task_runner,

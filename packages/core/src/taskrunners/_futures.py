@@ -401,8 +401,9 @@ def _load_by(futures: list[Future[Any]], deadline: float, timeout: float | None)
     """
     from ._states import DeferredState
 
-    deferred = [s for s in (f._state for f in dict.fromkeys(futures)) if type(s) is not State]
-    deferred = [s for s in deferred if isinstance(s, DeferredState) and not s.loaded]
+    deferred: list[DeferredState[Any]] = [
+        s for s in (f._state for f in dict.fromkeys(futures)) if isinstance(s, DeferredState) and not s.loaded
+    ]
     if not deferred:
         return
     finished = threading.Event()
@@ -421,7 +422,7 @@ def _load_by(futures: list[Future[Any]], deadline: float, timeout: float | None)
     with _context.blocking():
         arrived = finished.wait(max(0.0, deadline - time.monotonic()))
     if not arrived:
-        missing = sum(1 for s in deferred if not s.loaded)
+        missing = len([s for s in deferred if not s.loaded])
         raise WaitTimeout(
             f"timed out waiting for all futures to complete within {timeout} s: the runs are "
             f"final, but {missing} (of {len(futures)}) values were still being fetched"

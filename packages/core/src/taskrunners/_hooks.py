@@ -53,7 +53,7 @@ def run_hooks(hooks: Iterable[Callable[..., Any]], owner: Any, run: Any, state: 
     for hook in hooks:
         try:
             hook(owner, run, state)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a hook never changes the run
             _log.exception(
                 "the %s hook %s of %s raised; the run's state stays %s",
                 state.type.value,

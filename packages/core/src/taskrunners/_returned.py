@@ -76,7 +76,9 @@ def aggregate(items: Any) -> State[Any]:
         return State(StateType.COMPLETED, data=rebuilt, message="All states completed.")
     if failed:
         message = f"{len(failed)}/{total} states failed."
-        return State(StateType.FAILED, data=rebuilt, message=message, exception=_exception(failed[0], message))
+        return State(
+            StateType.FAILED, data=rebuilt, message=message, exception=_exception(failed[0], message)
+        )
     cancelled = [s for s in states if s.type is StateType.CANCELLED]
     if cancelled:
         message = f"{len(cancelled)}/{total} states cancelled."

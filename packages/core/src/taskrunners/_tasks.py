@@ -181,7 +181,7 @@ class Task(Generic[P, R]):
             self._method = "instance"
             self._self_param = next(iter(self._signature.parameters), None)
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Task[P, R]:
+    def __get__(self, instance: Any, owner: type | None = None) -> Task[..., R]:
         """The task bound to `instance` (or to the class, for a class method), as a
         function would be: calls, `.submit()` and `.map()` pass it as the first argument."""
         kind = self._method
@@ -227,7 +227,7 @@ class Task(Generic[P, R]):
             fn = classmethod(fn)
         elif self._method == "static":
             fn = staticmethod(fn)
-        new = Task(fn, **current)
+        new: Task[P, R] = Task(fn, **current)
         new._method = self._method
         new._self_param = self._self_param
         new._bound = self._bound
@@ -863,7 +863,7 @@ def task(
         TypeError: A Prefect option that taskrunners does not support (the message
             names it and the section of the migration guide).
     """
-    refuse("task", name or getattr(fn, "__name__", "?"), prefect_options)
+    refuse("task", str(name or getattr(fn, "__name__", "@task")), prefect_options)
     options: dict[str, Any] = {
         "name": name,
         "retries": retries,

@@ -138,7 +138,9 @@ def is_state(obj: Any) -> bool:
 def is_state_iterable(obj: Any) -> bool:
     """Whether `obj` is a non-empty list, tuple or set of States only."""
     return (
-        isinstance(obj, (list, tuple, set, frozenset)) and bool(obj) and all(isinstance(o, State) for o in obj)
+        isinstance(obj, (list, tuple, set, frozenset))
+        and bool(obj)
+        and all(isinstance(o, State) for o in obj)
     )
 
 

@@ -9,8 +9,9 @@ that also bounds the fetching of values that stay on a cluster. A mixin of
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -33,11 +34,14 @@ from . import tasks as t
 __all__ = ["ParityTests"]
 
 
-def requires(*capabilities: Capability) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*capabilities: Capability) -> Callable[[F], F]:
     """Mark a test as needing `capabilities` (as `taskrunners.testing.requires` does)."""
 
-    def mark(test: Any) -> Any:
-        test._requires = frozenset(capabilities)
+    def mark(test: F) -> F:
+        test._requires = frozenset(capabilities)  # type: ignore[attr-defined]
         return test
 
     return mark
@@ -124,7 +128,7 @@ class ParityTests:
         def several() -> Any:
             return [t.add.submit(1, 1), t.fail.submit("one"), t.fail.submit("two")]
 
-        state = several(return_state=True)
+        state = cast(Any, several)(return_state=True)
         assert state.is_failed() and state.message == "2/3 states failed."
         values = state.result(raise_on_failure=False)
         assert values[0] == 2 and isinstance(values[1], t.ConformanceError)
@@ -133,7 +137,7 @@ class ParityTests:
         def returns_cancelled() -> Any:
             return p.returns_state.submit("cancelled")
 
-        assert returns_cancelled(return_state=True).is_cancelled()
+        assert cast(Any, returns_cancelled)(return_state=True).is_cancelled()
 
     def test_states_given_as_arguments_pass_their_values(self, task_runner: TaskRunner) -> None:
         def body() -> Any:
@@ -183,7 +187,11 @@ class ParityTests:
         names, seen_at_end = self.run_flow(task_runner, body)
         assert seen_at_end == 3
         assert sorted(seen) == sorted(
-            [("COMPLETED", names[0], os.getpid()), ("FAILED", names[1], os.getpid()), ("CRASHED", names[2], os.getpid())]
+            [
+                ("COMPLETED", names[0], os.getpid()),
+                ("FAILED", names[1], os.getpid()),
+                ("CRASHED", names[2], os.getpid()),
+            ]
         )
         assert [name.split("-")[:2] for name in os.listdir(signals)] == [["running", "1"]]
 
@@ -193,9 +201,8 @@ class ParityTests:
         by_callable = p.run_name_inside.with_options(task_run_name=lambda: "called")
 
         def body() -> Any:
-            with tags("outer"):
-                with tags("inner"):
-                    tagged = p.tags_inside.submit()
+            with tags("outer"), tags("inner"):
+                tagged = p.tags_inside.submit()
             return (
                 named.submit().result(),
                 [f.task_run.name for f in templated.map([1, 2], 3)],
@@ -226,7 +233,9 @@ class ParityTests:
     # -- results that stay on a cluster -------------------------------------------------
 
     @requires(Capability.NATIVE_DEPENDENCIES)
-    def test_future_list_result_timeout_bounds_fetching_values(self, task_runner: TaskRunner, signals: str) -> None:
+    def test_future_list_result_timeout_bounds_fetching_values(
+        self, task_runner: TaskRunner, signals: str
+    ) -> None:
         def body() -> Any:
             futures = p.slow_to_fetch.map([signals, signals], "release", os.getpid())
             futures.wait()
