@@ -181,6 +181,13 @@ class Flow(Generic[P, R]):
         self.on_crashed_hooks = list(check_hooks("flow", self.name, "on_crashed", on_crashed))
         self.on_cancellation_hooks = list(check_hooks("flow", self.name, "on_cancellation", on_cancellation))
         self.on_running_hooks = list(check_hooks("flow", self.name, "on_running", on_running))
+        self._hook_lists = (
+            self.on_completion_hooks,
+            self.on_failure_hooks,
+            self.on_crashed_hooks,
+            self.on_cancellation_hooks,
+            self.on_running_hooks,
+        )
         self.description = description if description is not None else inspect.getdoc(fn)
         self.version = version
         self._method = method
@@ -312,26 +319,40 @@ class Flow(Generic[P, R]):
             except UpstreamFailedError as exc:
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()  # type: ignore[return-value]
-        info = self._flow_run(call_args, call_kwargs)
+        info = (
+            self._flow_run(call_args, call_kwargs)
+            if self.flow_run_name is not None or any(self._hook_lists)
+            else None
+        )
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
         try:
             with runner:
-                state, plain = self._attempts(call_args, call_kwargs, info)
+                if info is None and not self.retries and self.timeout_seconds is None:
+                    try:  # the common case, inline: one attempt, nothing to report
+                        value = self.fn(*call_args, **call_kwargs)
+                        if isinstance(value, MARKERS):
+                            state = _final_state(value)
+                            plain = value if _only_states(value) else _UNBOUND
+                        else:
+                            state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
+                    except Exception as exc:
+                        state, plain = _failed(exc, 1), _UNBOUND
+                else:
+                    state, plain = self._attempts(call_args, call_kwargs, info)
         except BaseException as exc:
             self._crashed(info, exc)
             raise
         finally:
             _context.current_runner_var.reset(token)
-        self._final_hooks(info, state)
+        if info is not None:
+            self._final_hooks(info, state)
         if return_state:
             return state  # type: ignore[return-value]
         return state.result() if plain is _UNBOUND else plain  # type: ignore[no-any-return]
 
     def _flow_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlowRunInfo | None:
-        """The run's `FlowRunInfo`, made only for a flow with hooks or a run name."""
-        if self.flow_run_name is None and not self._has_hooks():
-            return None
+        """The run's `FlowRunInfo` (made only for a flow with hooks or a run name)."""
         try:
             parameters = dict(self._signature.bind(*args, **kwargs).arguments)
         except TypeError:
@@ -344,15 +365,6 @@ class Flow(Generic[P, R]):
             info.name = render_name("flow", self.flow_run_name, shown)
         return info
 
-    def _has_hooks(self) -> bool:
-        return bool(
-            self.on_completion_hooks
-            or self.on_failure_hooks
-            or self.on_crashed_hooks
-            or self.on_cancellation_hooks
-            or self.on_running_hooks
-        )
-
     def _label(self, info: FlowRunInfo | None) -> str:
         return info.name if info is not None else self.name
 
@@ -363,7 +375,8 @@ class Flow(Generic[P, R]):
         attempt = 0
         while True:
             attempt += 1
-            self._running(info, attempt)
+            if info is not None:
+                self._running(info, attempt)
             try:
                 if self.timeout_seconds is None:
                     value = self.fn(*args, **kwargs)
@@ -371,8 +384,11 @@ class Flow(Generic[P, R]):
                     value = call_with_timeout(
                         lambda: self.fn(*args, **kwargs), self.timeout_seconds, self._label(info)
                     )
-                state = _final_state(value)
-                plain = value if _only_states(value) else _UNBOUND
+                if isinstance(value, MARKERS):
+                    state = _final_state(value)
+                    plain = value if _only_states(value) else _UNBOUND
+                else:
+                    state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
             except Exception as exc:
                 state, plain = _failed(exc, attempt), _UNBOUND
             if state.type is StateType.FAILED and attempt <= self.retries:
@@ -419,7 +435,7 @@ class Flow(Generic[P, R]):
             except UpstreamFailedError as exc:
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()
-        info = self._flow_run(args, kwargs)
+        info = self._flow_run(args, kwargs) if self.flow_run_name is not None or any(self._hook_lists) else None
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
         try:
@@ -428,7 +444,8 @@ class Flow(Generic[P, R]):
                 attempt = 0
                 while True:
                     attempt += 1
-                    self._running(info, attempt)
+                    if info is not None:
+                        self._running(info, attempt)
                     try:
                         coro = self.fn(*args, **kwargs)
                         if self.timeout_seconds is None:
@@ -457,7 +474,8 @@ class Flow(Generic[P, R]):
             runner.__exit__(None, None, None)
         finally:
             _context.current_runner_var.reset(token)
-        self._final_hooks(info, state)
+        if info is not None:
+            self._final_hooks(info, state)
         if return_state:
             return state
         return state.result() if plain is _UNBOUND else plain

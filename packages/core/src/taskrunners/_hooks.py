@@ -8,7 +8,6 @@ never changes the run's state.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,8 +22,6 @@ FINAL_HOOKS = {
     StateType.CRASHED: "on_crashed",
     StateType.CANCELLED: "on_cancellation",
 }
-
-_log = logging.getLogger("taskrunners")
 
 
 def check_hooks(what: str, name: str, option: str, hooks: Any) -> tuple[Callable[..., Any], ...]:
@@ -54,7 +51,9 @@ def run_hooks(hooks: Iterable[Callable[..., Any]], owner: Any, run: Any, state: 
         try:
             hook(owner, run, state)
         except Exception:  # noqa: BLE001 - a hook never changes the run
-            _log.exception(
+            import logging  # imported on use: keeps `import taskrunners` light
+
+            logging.getLogger("taskrunners").exception(
                 "the %s hook %s of %s raised; the run's state stays %s",
                 state.type.value,
                 getattr(hook, "__qualname__", repr(hook)),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 __all__ = ["exponential_backoff", "jittered"]
@@ -35,4 +34,6 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 def jittered(delay: float, factor: float) -> float:
     """`delay` moved at random by up to `factor` times itself either way (never below 0):
     drawn uniformly from `[delay * max(0, 1 - factor), delay * (1 + factor)]`."""
+    import random  # imported on use: keeps `import taskrunners` light
+
     return delay * random.uniform(max(0.0, 1.0 - factor), 1.0 + factor)

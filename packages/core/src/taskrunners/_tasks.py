@@ -323,7 +323,8 @@ class Task(Generic[P, R]):
         spec, upstream = self._prepare(parameters, wait_for, self._run_info(parameters))
         if upstream:
             wait(upstream)
-        return self._after_run(spec.info, spec.execute([future.peek() for future in upstream]))
+        state = spec.execute([future.peek() for future in upstream])
+        return self._after_run(spec.info, state) if self._final_hooks else state
 
     async def _call_async(self, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
         spec, upstream = self._prepare(parameters, wait_for, self._run_info(parameters))
