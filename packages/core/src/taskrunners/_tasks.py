@@ -320,7 +320,11 @@ class Task(Generic[P, R]):
         return _outcome(state, return_state)
 
     def _run_here(self, parameters: dict[str, Any], wait_for: Any) -> State[Any]:
-        spec, upstream = self._prepare(parameters, wait_for, self._run_info(parameters))
+        if self.task_run_name is None and not _tags_var.get():
+            info = TaskRunInfo(self.name, self.tags)
+        else:
+            info = self._run_info(parameters)
+        spec, upstream = self._prepare(parameters, wait_for, info)
         if upstream:
             wait(upstream)
         state = spec.execute([future.peek() for future in upstream])
