@@ -155,3 +155,13 @@ def test_a_task_returning_states_ends_in_them() -> None:
     assert several(return_state=True).message == "1/2 states failed."
     assert not_retried(return_state=True).is_failed() and calls == [1]
     assert gives_up(return_state=True).name == "Failed"
+
+
+def test_a_state_given_to_a_flow_passes_its_value() -> None:
+    @flow(task_runner=RUNNER)
+    def child(x: int) -> int:
+        return x + 1
+
+    assert child(s.Completed(data=1)) == 2
+    state = child(s.Failed(message="no"), return_state=True)
+    assert state.is_failed() and state.name == "UpstreamFailed"

@@ -172,3 +172,22 @@ def test_description_and_version() -> None:
         """Does a thing."""
 
     assert (documented.description, documented.version) == ("Does a thing.", "2")
+
+
+def test_final_state_hooks_stay_in_the_flows_process_when_a_task_travels_by_value() -> None:
+    import pickle
+    import threading as th
+
+    lock = th.Lock()  # cannot be pickled: a hook closing over it must not travel
+
+    def hook(task: Any, task_run: Any, state: Any) -> None:
+        with lock:
+            pass
+
+    @task(on_completion=[hook], on_failure=[hook], on_crashed=[hook], retries=1)
+    def local(x: int) -> int:
+        return x
+
+    travelled = pickle.loads(pickle.dumps(local))
+    assert travelled.retries == 1 and travelled(2) == 2
+    assert travelled.on_completion_hooks == [] and local.on_completion_hooks == [hook]

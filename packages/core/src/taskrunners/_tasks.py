@@ -60,6 +60,8 @@ _OPTIONS = (
 )
 _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_running")
 _UNBOUND: Any = object()
+#: Hooks that run only in the flow's process (see PreparedRun.set_state).
+_FLOW_SIDE_HOOKS = ("on_completion", "on_failure", "on_crashed")
 
 
 def check_reserved(fn: Callable[..., Any], what: str, signature: inspect.Signature) -> None:
@@ -642,6 +644,8 @@ def _by_value(task: Task[Any, Any]) -> tuple[Any, ...]:
     options as cloudpickle bytes, made once per task and loaded once per process, so
     that shipping many runs of one task costs one pickle of its code."""
     options = task._options()
+    for key in _FLOW_SIDE_HOOKS:  # they run in the flow's process: they need not travel
+        options[key] = []
     cloudpickle = _cloudpickle()
     if cloudpickle is None:  # the pickler at hand must handle the function (or say it cannot)
         return (_rebuild_task, (task.fn, options))
