@@ -243,6 +243,8 @@ class ParityTests:
             try:
                 with pytest.raises(WaitTimeout, match="fetched"):
                     futures.result(timeout=0.5)  # final runs, but their values cannot arrive
+                with pytest.raises(WaitTimeout, match="fetched"):
+                    futures[0].result(timeout=0.2)  # one future alike
             finally:
                 t.signal(signals, "release")
             return len(futures.result(timeout=60)[0].payload)
