@@ -113,6 +113,16 @@ def test_self_is_not_searched_for_futures_nor_mapped() -> None:
     assert body() == [13, 23]
 
 
+def test_mapping_through_the_class_maps_over_instances_given_explicitly() -> None:
+    shops = [Shop(1), Shop(10)]
+
+    @flow(task_runner=RUNNER)
+    def body() -> Any:
+        return Shop.price.map(shops, 2).result()
+
+    assert body() == [2, 20]
+
+
 def test_a_method_task_pickles_by_reference_and_a_bound_one_stays_bound() -> None:
     assert pickle.loads(pickle.dumps(Account.add)) is Account.__dict__["add"]
     assert pickle.loads(pickle.dumps(Account.double)) is Account.__dict__["double"]

@@ -512,8 +512,8 @@ class Task(Generic[P, R]):
         flat: list[tuple[Any, Any]] = []
         for name, value in parameters.items():
             kind = self._kinds.get(name)
-            if name == self._self_param:
-                flat.append((name, unmapped(value)))  # `self` goes whole to every run
+            if name == self._self_param and self._bound is not _UNBOUND:
+                flat.append((name, unmapped(value)))  # the bound `self` goes whole to every run
             elif kind is inspect.Parameter.VAR_KEYWORD:
                 flat.extend(((name, key), item) for key, item in value.items())
             elif kind is inspect.Parameter.VAR_POSITIONAL:
