@@ -177,7 +177,7 @@ def test_each_broken_runner_has_its_bug() -> None:
         future.wait()
         return future.state
 
-    state = dropped()
+    state = dropped(return_state=True)  # the flow ends in the State it returned
     assert state.is_completed() and state.result() is None
 
     gate = threading.Event()

@@ -154,7 +154,7 @@ def test_a_run_the_executor_loses_or_refuses_crashes(executor: Executor, reason:
         future.wait()
         return future.state
 
-    state = body()
+    state = body(return_state=True)  # the flow ends in the State it returned
     assert state.type is StateType.CRASHED and isinstance(state.exception, TaskRunCrashed)
     assert reason in str(state.exception)
 
@@ -185,7 +185,7 @@ def test_a_dead_worker_process_crashes_its_run_instead_of_hanging() -> None:
         lost.wait()
         return lost.state
 
-    state = body()
+    state = body(return_state=True)  # the flow ends in the State it returned
     assert state.is_crashed() and "BrokenProcessPool" in str(state.exception)
 
 

@@ -126,6 +126,7 @@ def test_threads_passes_the_whole_suite() -> None:
         "test_worker_loss_is_retried_when_the_task_asks": lacks + "survives-worker-loss",
         "test_an_argument_that_cannot_be_pickled_fails_its_run_naming_it": lacks + "out-of-process",
         "test_a_return_value_that_cannot_be_pickled_fails_its_run_naming_it": lacks + "out-of-process",
+        "test_future_list_result_timeout_bounds_fetching_values": lacks + "native-dependencies",
     }
     assert rows["test_nested_submission_with_one_worker"] == ("passed", "")
     passed = len(SUITE_TESTS) - len(skipped)

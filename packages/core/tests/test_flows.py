@@ -476,7 +476,7 @@ def test_a_nested_flow_whose_input_failed_does_not_run_and_names_the_upstream() 
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnobservedFailureWarning)  # the flow's state reports it
-        state = parent()
+        state = parent(return_state=True)  # the parent ends in the State it returned
     assert not ran
     assert state.is_failed() and state.name == "UpstreamFailed"
     error = state.exception

@@ -60,8 +60,16 @@ def fail(error: BaseException) -> None:
 
 
 def in_flow(body: Callable[[], Any]) -> Any:
-    """Run `body` as a flow on a thread runner and return what it returns."""
-    return flow(task_runner=RUNNER)(body)()
+    """Run `body` as a flow on a thread runner and return what it returns.
+
+    The value travels in a dict: a flow that returned a failed State (or a list of
+    States with a failed one) directly would end FAILED in it, as in Prefect."""
+
+    @flow(task_runner=RUNNER, name=getattr(body, "__name__", "body"))
+    def boxed() -> dict:
+        return {"value": body()}
+
+    return boxed()["value"]
 
 
 class Box:

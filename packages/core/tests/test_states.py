@@ -7,7 +7,7 @@ import pytest
 from taskrunners import State, StateType, TaskRunnersError
 
 FINAL_TYPES = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
-NOT_FINAL_TYPES = [StateType.PENDING, StateType.RUNNING]
+NOT_FINAL_TYPES = [StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED, StateType.PAUSED, StateType.CANCELLING]
 NOT_OK_TYPES = [StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 
 PREDICATES = {
@@ -17,6 +17,9 @@ PREDICATES = {
     StateType.FAILED: "is_failed",
     StateType.CRASHED: "is_crashed",
     StateType.CANCELLED: "is_cancelled",
+    StateType.SCHEDULED: "is_scheduled",
+    StateType.PAUSED: "is_paused",
+    StateType.CANCELLING: "is_cancelling",
 }
 
 
@@ -28,6 +31,9 @@ def test_state_type_members_and_values() -> None:
         "FAILED",
         "CRASHED",
         "CANCELLED",
+        "SCHEDULED",
+        "PAUSED",
+        "CANCELLING",
     ]
     assert StateType("FAILED") is StateType.FAILED
 

@@ -96,3 +96,11 @@ class AsyncAdaptCluster(LocalCluster):
 
     async def adapt(self, **kwargs: Any) -> None:  # type: ignore[override]
         type(self).adapt_calls.append(kwargs)
+
+
+class NarrowCluster(LocalCluster):
+    """A LocalCluster subclass whose constructor takes only its own keywords (no
+    `host`, `dashboard_address` or `scheduler_kwargs`): it passes its own choices on."""
+
+    def __init__(self, n_workers: int = 1) -> None:
+        super().__init__(n_workers=n_workers, processes=False, dashboard_address=None)

@@ -147,6 +147,18 @@ def test_async_adapt_is_awaited() -> None:
     assert dt.AsyncAdaptCluster.adapt_calls == [{"maximum": 3}]
 
 
+def test_a_local_cluster_subclass_gets_only_the_keywords_it_takes() -> None:
+    runner = DaskTaskRunner(cluster_class=dt.NarrowCluster, cluster_kwargs={"n_workers": 1})
+    seen = []
+
+    def body() -> Any:
+        seen.append(current_runner().cluster)
+        return t.add.submit(1, 2).result()
+
+    assert run(runner, body) == 3  # no TypeError for host=, dashboard_address=, scheduler_kwargs=
+    assert type(seen[0]) is dt.NarrowCluster
+
+
 # -- an existing cluster --------------------------------------------------------------------
 
 

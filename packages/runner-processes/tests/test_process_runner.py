@@ -231,9 +231,9 @@ def test_a_run_that_kills_every_worker_crashes_once_its_retries_are_used() -> No
     def body() -> Any:
         future = exit_now.with_options(retries=1).submit(9)
         future.wait()
-        return future.state
+        return {"state": future.state}  # returned bare, the crashed State would end the flow
 
-    state = run(ProcessPoolTaskRunner(max_workers=1), body)
+    state = run(ProcessPoolTaskRunner(max_workers=1), body)["state"]
     assert state.is_crashed() and "died with exit code 9" in str(state.exception)
 
 

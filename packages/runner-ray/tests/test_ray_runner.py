@@ -75,6 +75,11 @@ def test_remote_options_refuses_what_the_runner_manages() -> None:
         pass
 
 
+def test_remote_options_accept_max_calls() -> None:
+    with remote_options(max_calls=1) as options:
+        assert options == {"max_calls": 1}
+
+
 def test_remote_options_nest_and_merge() -> None:
     with remote_options(num_cpus=1, resources={"a": 1}) as outer:
         assert outer == {"num_cpus": 1, "resources": {"a": 1}}
@@ -338,6 +343,16 @@ class TestOnCluster:
         assert first == {"CPU": 1.0, PROBE_RESOURCE: 1.0}
         assert second == {"CPU": 0.5, PROBE_RESOURCE: 2.0}
         assert plain == {"CPU": 1.0}
+
+    def test_max_calls_applies_through_ray_remote(self, runner: RayTaskRunner) -> None:
+        def body() -> Any:
+            with remote_options(max_calls=1):  # Ray takes max_calls only in ray.remote(...)
+                first = rt.pid.submit().result()
+                second = rt.pid.submit().result()
+            return first, second
+
+        first, second = run(runner, body)
+        assert first != second  # each worker process ran one call, then made way
 
     def test_a_request_no_node_can_satisfy_fails_at_once(self, runner: RayTaskRunner) -> None:
         def body() -> Any:

@@ -5,10 +5,13 @@ hand task runs to the flow's task runner and return futures. Runners are plugins
 (threads by default; processes, Dask and Ray as extras).
 """
 
+from . import states
 from ._engine import TaskRunInfo
 from ._errors import (
     DefinitionError,
     DependencyError,
+    FailedRun,
+    FlowTimeoutError,
     MappingError,
     MappingLengthMismatch,
     MappingMissingIterable,
@@ -29,11 +32,15 @@ from ._errors import (
     UpstreamFailedError,
     WaitTimeout,
 )
+from ._flowrun import FlowRunInfo
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
 from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tasks import Task, task
+from ._quote import opaque, quote
+from ._retries import exponential_backoff
+from ._tags import tags
 from ._walk import allow_failure, unmapped
 
 __version__ = "0.1.0"
@@ -53,7 +60,13 @@ __all__ = [
     "DoneAndNotDone",
     "unmapped",
     "allow_failure",
+    "quote",
+    "opaque",
+    "tags",
+    "exponential_backoff",
+    "states",
     "TaskRunInfo",
+    "FlowRunInfo",
     # for runner plugins (the rest of their API is in taskrunners.lowlevel)
     "TaskRunner",
     "Capability",
@@ -77,6 +90,8 @@ __all__ = [
     "TaskRunCancelled",
     "TaskTimeoutError",
     "WaitTimeout",
+    "FailedRun",
+    "FlowTimeoutError",
     "TaskRunnersWarning",
     "UnobservedFailureWarning",
     "__version__",

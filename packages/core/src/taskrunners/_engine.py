@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from . import _context
 from ._errors import NotSerializableError, TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
 from ._futures import Future, _lock
-from ._states import _NOT_OK, State, StateType, fast_state
+from ._hooks import run_hooks
+from ._returned import MARKERS, returned_state
+from ._states import _FINAL, _NOT_OK, State, StateType, fast_state
 from ._walk import fill
 
 if TYPE_CHECKING:
@@ -41,15 +43,15 @@ class TaskRunInfo:
     Attributes:
         number: A number unique to the run within the process that submitted it.
         task_name: The name of the task.
-        tags: The task's tags.
+        tags: The task's tags, with those of the `tags(...)` blocks open at submit time.
         created: When the run was submitted (seconds since the epoch).
         start: When its first attempt started, or `None`.
         end: When it reached a final state, or `None`.
     """
 
-    __slots__ = ("number", "task_name", "tags", "created", "start", "end", "_id")
+    __slots__ = ("number", "task_name", "tags", "created", "start", "end", "_id", "_name")
 
-    def __init__(self, task_name: str, tags: frozenset[str] = frozenset()) -> None:
+    def __init__(self, task_name: str, tags: frozenset[str] = frozenset(), name: str | None = None) -> None:
         self.task_name = task_name
         self.number = next(_run_numbers)
         self.tags = tags
@@ -57,11 +59,13 @@ class TaskRunInfo:
         self.start: float | None = None
         self.end: float | None = None
         self._id: int | None = None  # the id as a 128-bit number
+        self._name = name
 
     @property
     def name(self) -> str:
-        """The run's name: the task's name and a number unique in this process."""
-        return f"{self.task_name}-{self.number}"
+        """The run's name: the one its task's `task_run_name` gave it, else the task's
+        name and a number unique in this process."""
+        return self._name or f"{self.task_name}-{self.number}"
 
     @property
     def id(self) -> Any:
@@ -96,10 +100,13 @@ class TaskRunInfo:
 
     def to_wire(self) -> tuple[Any, ...]:
         """The run info as a tuple of builtins: `(number, task_name, tags, created,
-        start, end, id)`, with `id` as a 128-bit int. A copy sent elsewhere carries the
-        same id. `TaskRunInfo` pickles as this tuple."""
+        start, end, id)`, with `id` as a 128-bit int, and the run's name as an eighth
+        item when `task_run_name` gave it one. A copy sent elsewhere carries the same
+        id. `TaskRunInfo` pickles as this tuple."""
         if self._id is None:
             self._id = _id_base() | self.number
+        if self._name is not None:
+            return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id, self._name)
         return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id)
 
     @classmethod
@@ -110,8 +117,12 @@ class TaskRunInfo:
             ValueError: `wire` is not a run info's wire tuple.
         """
         info = object.__new__(cls)
+        info._name = None
         try:
-            (info.number, info.task_name, info.tags, info.created, info.start, info.end, info._id) = wire
+            if len(wire) == 8:
+                (info.number, info.task_name, info.tags, info.created, info.start, info.end, info._id, info._name) = wire
+            else:
+                (info.number, info.task_name, info.tags, info.created, info.start, info.end, info._id) = wire
         except (TypeError, ValueError):
             raise ValueError(f"not the wire form of a TaskRunInfo: {wire!r}") from None
         return info
@@ -482,7 +493,18 @@ class PreparedRun:
     # -- moving the future ------------------------------------------------------------
 
     def set_state(self, state: State[Any]) -> bool:
-        """Move the future to `state` unless the run is final already; returns whether it moved."""
+        """Move the future to `state` unless the run is final already; returns whether it moved.
+
+        Before a final state reaches the future, the task's hooks for it
+        (`on_completion`, `on_failure`, `on_crashed`) run here, in the flow's process.
+        """
+        hooks = self.spec.task._final_hooks
+        if hooks and state.type in _FINAL:
+            if self.future.done():
+                return False
+            fire = hooks.get(state.type)
+            if fire:
+                run_hooks(fire, self.spec.task, self.spec.info, state)
         try:
             self.future.set_state(state)
         except RuntimeError:
@@ -533,14 +555,17 @@ def run_attempts(
     try:
         started = time.time()
         attempt = 0
+        running_hooks = task.on_running_hooks
         while True:
             attempt += 1
             if on_running is not None:
                 on_running(fast_state(_RUNNING, None, attempt, started))
+            if running_hooks:
+                run_hooks(running_hooks, task, info, fast_state(_RUNNING, None, attempt, started))
             try:
                 value = task._invoke(parameters, info)
             except Exception as exc:
-                outcome = _after_failure(task, exc, attempt, started)
+                outcome = _after_failure(task, info, exc, attempt, started)
                 if isinstance(outcome, State):
                     # The traceback keeps this frame alive: drop the reference to the
                     # future's method so that state -> exception -> frame -> future is
@@ -552,6 +577,10 @@ def run_attempts(
                 continue
             except BaseException as exc:
                 return _interrupted(info, exc, attempt, started)
+            if isinstance(value, MARKERS):
+                returned = returned_state(value, attempt, started)
+                if returned is not None:
+                    return returned
             return fast_state(_COMPLETED, value, attempt, started)
     finally:
         _context.current_task_run_var.reset(token)
@@ -569,27 +598,54 @@ async def run_attempts_async(
         attempt = 0
         while True:
             attempt += 1
+            if task.on_running_hooks:
+                run_hooks(task.on_running_hooks, task, info, fast_state(_RUNNING, None, attempt, started))
             try:
                 value = await task._invoke_async(parameters, info)
             except Exception as exc:
-                outcome = _after_failure(task, exc, attempt, started)
+                outcome = _after_failure(task, info, exc, attempt, started)
                 if isinstance(outcome, State):
                     return outcome
                 await asyncio.sleep(outcome)
                 continue
             except BaseException as exc:
                 return _interrupted(info, exc, attempt, started)
+            if isinstance(value, MARKERS):
+                returned = returned_state(value, attempt, started)
+                if returned is not None:
+                    return returned
             return State(_COMPLETED, data=value, attempt=attempt, started=started)
     finally:
         _context.current_task_run_var.reset(token)
 
 
-def _after_failure(task: Task[Any, Any], exc: Exception, attempt: int, started: float) -> float | State[Any]:
-    """Seconds to wait before the next attempt, or the final FAILED state."""
-    if attempt <= task.retries:
-        return task._retry_delay(attempt)
+def _after_failure(
+    task: Task[Any, Any], info: TaskRunInfo, exc: Exception, attempt: int, started: float
+) -> float | State[Any]:
+    """Seconds to wait before the next attempt, or the final FAILED state.
+
+    A task's `retry_condition_fn(task, task_run, state)` sees the FAILED state of the
+    attempt and says whether to retry (one that raises means no).
+    """
     name = "TimedOut" if isinstance(exc, TaskTimeoutError) else None
-    return State(StateType.FAILED, exception=exc, name=name, attempt=attempt, started=started)
+    failed: State[Any] = State(StateType.FAILED, exception=exc, name=name, attempt=attempt, started=started)
+    if attempt <= task.retries:
+        condition = task.retry_condition_fn
+        if condition is None or _retry_allowed(condition, task, info, failed):
+            return task._retry_delay(attempt)
+    return failed
+
+
+def _retry_allowed(condition: Callable[..., Any], task: Task[Any, Any], info: TaskRunInfo, state: State[Any]) -> bool:
+    try:
+        return bool(condition(task, info, state))
+    except Exception:
+        import logging
+
+        logging.getLogger("taskrunners").exception(
+            "retry_condition_fn of task run %r raised; the run is not retried", info.name
+        )
+        return False
 
 
 def _interrupted(info: TaskRunInfo, exc: BaseException, attempt: int, started: float) -> State[Any]:

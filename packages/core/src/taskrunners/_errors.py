@@ -22,6 +22,8 @@ The hierarchy::
     ├── TaskRunCrashed                   the run ended outside its own code
     │                                    (runner shut down, worker lost, interrupt)
     ├── TaskRunCancelled                 the run was cancelled before it finished
+    ├── FailedRun                        a state made with `Failed(...)` and no exception
+    ├── FlowTimeoutError (TimeoutError)  a flow run ran longer than its `timeout_seconds`
     ├── TaskTimeoutError (TimeoutError)  the task ran longer than its `timeout_seconds`
     └── WaitTimeout (TimeoutError)       *waiting* for a run gave up (`result(timeout=)`,
                                          `as_completed(timeout=)`): the run goes on
@@ -47,6 +49,8 @@ from typing import Any
 __all__ = [
     "DefinitionError",
     "DependencyError",
+    "FailedRun",
+    "FlowTimeoutError",
     "MappingError",
     "MappingLengthMismatch",
     "MappingMissingIterable",
@@ -250,3 +254,13 @@ class TaskRunnersWarning(UserWarning):
 
 class UnobservedFailureWarning(TaskRunnersWarning):
     """A run failed and its flow ended without anyone reading its result or state."""
+
+
+class FailedRun(TaskRunnersError):
+    """What `result()` raises for a FAILED state that carries no exception of its own:
+    one made with `taskrunners.states.Failed(message=...)`, or the aggregate of
+    returned states that are not final. Its message is the state's message."""
+
+
+class FlowTimeoutError(TaskRunnersError, TimeoutError):
+    """A flow run ran longer than its flow's `timeout_seconds`."""

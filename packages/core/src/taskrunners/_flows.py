@@ -5,15 +5,21 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, Union, overload
 
 from . import _context
-from ._errors import DefinitionError, UpstreamFailedError
+from ._errors import DefinitionError, FlowTimeoutError, TaskRunCancelled, TaskRunCrashed, UpstreamFailedError
+from ._flowrun import FlowRunInfo, await_with_timeout, call_with_timeout
 from ._futures import Future
+from ._hooks import FINAL_HOOKS, check_hooks, render_name, run_hooks
+from ._prefect_options import refuse
+from ._returned import MARKERS, returned_state
 from ._runner import TaskRunner
 from ._states import State, StateType
-from ._tasks import P, check_reserved
+from ._tags import current_tags
+from ._tasks import P, _check_delays, _check_retries, _check_timeout, check_reserved
 from ._walk import Extractor, fill
 
 __all__ = ["Flow", "flow", "resolve_runner"]
@@ -108,43 +114,180 @@ class Flow(Generic[P, R]):
 
     Each call is a flow run: it waits for the futures among its arguments (and in
     `wait_for=`) and passes their values, starts a fresh copy of the runner, runs the
-    function, resolves futures in the return value to their results, waits until every
-    task run it submitted is final, and shuts the runner down.
+    function (again, up to `retries` times, while it fails), works out the run's final
+    state from what the function returned, waits until every task run it submitted is
+    final, shuts the runner down, and calls the flow's hooks for that final state.
 
     Attributes:
         fn: The wrapped function.
         name: The flow's name (the function's name by default).
         task_runner: What the flow runs its tasks on, as given to `@flow`.
+        flow_run_name: The template (or callable) that names each flow run, or `None`.
+        retries: How many times a failed flow run is run again.
+        retry_delay_seconds: Seconds before each retry (a number or a list).
+        timeout_seconds: Seconds an attempt may take before it fails with
+            `FlowTimeoutError`, or `None`.
+        on_completion_hooks, on_failure_hooks, on_crashed_hooks,
+        on_cancellation_hooks, on_running_hooks: Hooks `hook(flow, flow_run, state)`,
+            called in the calling process.
+        description: A description (the docstring by default).
+        version: A version label, or `None`.
     """
 
-    def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: RunnerSpec = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        task_runner: RunnerSpec = None,
+        *,
+        flow_run_name: str | Callable[..., str] | None = None,
+        retries: int = 0,
+        retry_delay_seconds: float | Sequence[float] = 0,
+        timeout_seconds: float | None = None,
+        on_completion: Any = None,
+        on_failure: Any = None,
+        on_crashed: Any = None,
+        on_cancellation: Any = None,
+        on_running: Any = None,
+        description: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        method: str | None = None
+        if isinstance(fn, (classmethod, staticmethod)):
+            method = "class" if isinstance(fn, classmethod) else "static"
+            fn = fn.__func__
         if not callable(fn):
             raise DefinitionError(f"@flow needs a function, got {fn!r}")
-        check_reserved(fn, "flow", inspect.signature(fn))
+        self._signature = inspect.signature(fn)
+        check_reserved(fn, "flow", self._signature)
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         _check_spec(self.name, task_runner)
         self.task_runner = task_runner
+        if flow_run_name is not None and not (isinstance(flow_run_name, str) or callable(flow_run_name)):
+            raise DefinitionError(
+                f"flow {self.name!r}: flow_run_name must be a string template or a callable, "
+                f"got {flow_run_name!r}"
+            )
+        self.flow_run_name = flow_run_name
+        try:
+            self.retries = _check_retries(self.name, retries)
+            self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
+            self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
+        except DefinitionError as exc:
+            raise DefinitionError(str(exc).replace("task ", "flow ", 1)) from None
+        self.on_completion_hooks = list(check_hooks("flow", self.name, "on_completion", on_completion))
+        self.on_failure_hooks = list(check_hooks("flow", self.name, "on_failure", on_failure))
+        self.on_crashed_hooks = list(check_hooks("flow", self.name, "on_crashed", on_crashed))
+        self.on_cancellation_hooks = list(check_hooks("flow", self.name, "on_cancellation", on_cancellation))
+        self.on_running_hooks = list(check_hooks("flow", self.name, "on_running", on_running))
+        self._hook_lists = (
+            self.on_completion_hooks,
+            self.on_failure_hooks,
+            self.on_crashed_hooks,
+            self.on_cancellation_hooks,
+            self.on_running_hooks,
+        )
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.version = version
+        self._method = method
+        self._bound: Any = _UNBOUND
         self.is_async = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 
-    def with_options(self, *, name: Any = _UNSET, task_runner: Any = _UNSET) -> Flow[P, R]:
-        """A copy of this flow with its name or its task runner changed.
+    # -- methods ----------------------------------------------------------------------
 
-        `task_runner=None` resets the copy to the default runner.
+    def __set_name__(self, owner: type, name: str) -> None:
+        if self._method is None and getattr(self.fn, "__qualname__", "").startswith(owner.__qualname__ + "."):
+            self._method = "instance"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Flow[..., R]:
+        """The flow bound to `instance` (or to the class, for a class method)."""
+        kind = self._method
+        if kind == "static" or self._bound is not _UNBOUND:
+            return self
+        if kind == "class":
+            target = owner if owner is not None else type(instance)
+        elif instance is None:
+            return self
+        else:
+            target = instance
+        bound = object.__new__(type(self))  # not copy.copy: that would use __reduce__
+        bound.__dict__.update(self.__dict__)
+        bound._bound = target
+        if bound._method is None:
+            bound._method = "instance"
+        return bound
+
+    # -- options ----------------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        values: dict[str, Any] = {key: getattr(self, key) for key in _FLOW_OPTIONS if key not in _FLOW_HOOKS}
+        for key in _FLOW_HOOKS:
+            values[key] = list(getattr(self, f"{key}_hooks"))
+        return values
+
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed (`name`, `task_runner`,
+        `retries`, hooks, ...). `task_runner=None` resets the copy to the default runner.
+
+        Raises:
+            TypeError: An option name is not one of the flow's options (a Prefect option
+                that taskrunners refuses is named as such).
         """
-        return Flow(
-            self.fn,
-            name=self.name if name is _UNSET else name,
-            task_runner=self.task_runner if task_runner is _UNSET else task_runner,
-        )
+        unknown = set(options) - set(_FLOW_OPTIONS)
+        if unknown:
+            refuse("flow", self.name, {key: options[key] for key in unknown})
+        current = self._options()
+        current.update(options)
+        fn: Any = self.fn
+        if self._method == "class":
+            fn = classmethod(fn)
+        elif self._method == "static":
+            fn = staticmethod(fn)
+        new: Flow[P, R] = Flow(fn, **current)
+        new._method = self._method
+        new._bound = self._bound
+        return new
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the completion hooks (a decorator, as in Prefect)."""
+        self.on_completion_hooks.append(fn)
+        return fn
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the failure hooks (a decorator, as in Prefect)."""
+        self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the crash hooks (a decorator, as in Prefect)."""
+        self.on_crashed_hooks.append(fn)
+        return fn
+
+    def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the cancellation hooks (a decorator, as in Prefect)."""
+        self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the hooks called as each attempt starts (a decorator, as in Prefect)."""
+        self.on_running_hooks.append(fn)
+        return fn
+
+    # -- running ----------------------------------------------------------------------
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its value (a coroutine to await for an async flow).
 
-        Futures among the arguments, at any depth, are waited for and replaced by their
-        values before the runner starts, as for a task; one wrapped in
-        `allow_failure(...)` passes the exception of a failed run instead.
+        Futures and final States among the arguments, at any depth, are waited for and
+        replaced by their values before the runner starts, as for a task; one wrapped
+        in `allow_failure(...)` passes the exception of a failed run instead.
+
+        The run's final state: a returned `State` is the final state; a returned future
+        gives its run's state (with its value as data); a returned list, tuple or set
+        of States and futures gives their aggregate ("2/3 states failed."). Other
+        futures in the returned value are replaced by their values.
 
         Accepts two extra keywords: `return_state=True` to get the flow run's `State`
         instead of its value (and no exception raised), and `wait_for=[futures]` to
@@ -153,18 +296,21 @@ class Flow(Generic[P, R]):
         Raises:
             UpstreamFailedError: A future among the arguments or in `wait_for` did
                 not complete (the flow function did not run).
-            BaseException: Whatever the flow function raised, or the exception of a
-                failed run whose future it returned.
+            BaseException: Whatever the flow function raised, or the exception of the
+                final state (a failed run whose future it returned, say).
+            FlowTimeoutError: The flow ran longer than its `timeout_seconds`.
             RunnerLookupError: Its runner name is not installed.
         """
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
+        if self._bound is not _UNBOUND:
+            args = (self._bound, *args)  # type: ignore[assignment]
         if self.is_async:
             return self._run_async(args, kwargs, wait_for, return_state)  # type: ignore[return-value]
         state: State[Any]
         call_args: tuple[Any, ...] = args
         call_kwargs: dict[str, Any] = kwargs
-        inputs = _Inputs(self.name, args, kwargs, wait_for)
+        inputs = _Inputs(self.name, args, kwargs, wait_for, self._method is not None)
         if inputs.futures:
             for future in inputs.futures:
                 future.wait()
@@ -173,23 +319,111 @@ class Flow(Generic[P, R]):
             except UpstreamFailedError as exc:
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()  # type: ignore[return-value]
+        info = (
+            self._flow_run(call_args, call_kwargs)
+            if self.flow_run_name is not None or any(self._hook_lists)
+            else None
+        )
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
         try:
             with runner:
-                try:
-                    state = State(StateType.COMPLETED, data=_results(self.fn(*call_args, **call_kwargs)))
-                except Exception as exc:
-                    state = State(StateType.FAILED, exception=exc)
+                if info is None and not self.retries and self.timeout_seconds is None:
+                    try:  # the common case, inline: one attempt, nothing to report
+                        value = self.fn(*call_args, **call_kwargs)
+                        if isinstance(value, MARKERS):
+                            state = _final_state(value)
+                            plain = value if _only_states(value) else _UNBOUND
+                        else:
+                            state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
+                    except Exception as exc:
+                        state, plain = _failed(exc, 1), _UNBOUND
+                else:
+                    state, plain = self._attempts(call_args, call_kwargs, info)
+        except BaseException as exc:
+            self._crashed(info, exc)
+            raise
         finally:
             _context.current_runner_var.reset(token)
-        return state if return_state else state.result()  # type: ignore[return-value]
+        if info is not None:
+            self._final_hooks(info, state)
+        if return_state:
+            return state  # type: ignore[return-value]
+        return state.result() if plain is _UNBOUND else plain  # type: ignore[no-any-return]
+
+    def _flow_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlowRunInfo | None:
+        """The run's `FlowRunInfo` (made only for a flow with hooks or a run name)."""
+        try:
+            parameters = dict(self._signature.bind(*args, **kwargs).arguments)
+        except TypeError:
+            parameters = {}
+        info = FlowRunInfo(self.name, parameters, current_tags())
+        if self.flow_run_name is not None:
+            shown = parameters
+            if self._method is not None and args:
+                shown = dict(list(parameters.items())[1:])
+            info.name = render_name("flow", self.flow_run_name, shown)
+        return info
+
+    def _label(self, info: FlowRunInfo | None) -> str:
+        return info.name if info is not None else self.name
+
+    def _attempts(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], info: FlowRunInfo | None
+    ) -> tuple[State[Any], Any]:
+        """The final state, and what a plain call returns (`_UNBOUND`: the state's result)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            if info is not None:
+                self._running(info, attempt)
+            try:
+                if self.timeout_seconds is None:
+                    value = self.fn(*args, **kwargs)
+                else:
+                    value = call_with_timeout(
+                        lambda: self.fn(*args, **kwargs), self.timeout_seconds, self._label(info)
+                    )
+                if isinstance(value, MARKERS):
+                    state = _final_state(value)
+                    plain = value if _only_states(value) else _UNBOUND
+                else:
+                    state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
+            except Exception as exc:
+                state, plain = _failed(exc, attempt), _UNBOUND
+            if state.type is StateType.FAILED and attempt <= self.retries:
+                delay = _delay(self.retry_delay_seconds, attempt)
+                if delay:
+                    with _context.blocking():
+                        time.sleep(delay)
+                continue
+            return state, plain
+
+    def _running(self, info: FlowRunInfo | None, attempt: int) -> None:
+        if info is not None:
+            info.attempt = attempt
+            if self.on_running_hooks:
+                run_hooks(self.on_running_hooks, self, info, State(StateType.RUNNING, attempt=attempt))
+
+    def _final_hooks(self, info: FlowRunInfo | None, state: State[Any]) -> None:
+        if info is None:
+            return
+        option = FINAL_HOOKS.get(state.type)
+        if option is not None:
+            run_hooks(getattr(self, f"{option}_hooks"), self, info, state)
+
+    def _crashed(self, info: FlowRunInfo | None, exc: BaseException) -> None:
+        """The flow run ended by an exception that is not an `Exception` (an interrupt)."""
+        if info is not None and self.on_crashed_hooks:
+            error = TaskRunCrashed(f"flow run {info.name!r} was interrupted by {type(exc).__name__}")
+            error.__cause__ = exc
+            run_hooks(self.on_crashed_hooks, self, info, State(StateType.CRASHED, exception=error))
 
     async def _run_async(self, args: Any, kwargs: Any, wait_for: Any, return_state: bool) -> Any:
         import asyncio
 
         state: State[Any]
-        inputs = _Inputs(self.name, args, kwargs, wait_for)
+        inputs = _Inputs(self.name, args, kwargs, wait_for, self._method is not None)
         if inputs.futures:
             for future in inputs.futures:
                 try:
@@ -201,29 +435,116 @@ class Flow(Generic[P, R]):
             except UpstreamFailedError as exc:
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()
+        info = self._flow_run(args, kwargs) if self.flow_run_name is not None or any(self._hook_lists) else None
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
         try:
             runner.__enter__()
             try:
-                try:
-                    value = await self.fn(*args, **kwargs)  # type: ignore[misc]
-                    state = State(StateType.COMPLETED, data=await _results_async(value))
-                except Exception as exc:
-                    state = State(StateType.FAILED, exception=exc)
+                attempt = 0
+                while True:
+                    attempt += 1
+                    if info is not None:
+                        self._running(info, attempt)
+                    try:
+                        coro = self.fn(*args, **kwargs)
+                        if self.timeout_seconds is None:
+                            value = await coro  # type: ignore[misc]
+                        else:
+                            value = await await_with_timeout(coro, self.timeout_seconds, self._label(info))
+                        state = await _final_state_async(value)
+                        plain = value if _only_states(value) else _UNBOUND
+                    except Exception as exc:
+                        state, plain = _failed(exc, attempt), _UNBOUND
+                    except asyncio.CancelledError as exc:
+                        error = TaskRunCancelled(f"flow run {self._label(info)!r} was cancelled")
+                        error.__cause__ = exc
+                        state, plain = State(StateType.CANCELLED, exception=error, attempt=attempt), _UNBOUND
+                    if state.type is StateType.FAILED and attempt <= self.retries:
+                        await asyncio.sleep(_delay(self.retry_delay_seconds, attempt))
+                        continue
+                    break
                 idle = asyncio.get_running_loop().create_future()
                 runner._when_idle(lambda: idle.get_loop().call_soon_threadsafe(_set_done, idle))
                 await idle
             except BaseException as exc:
                 runner.__exit__(type(exc), exc, exc.__traceback__)
+                self._crashed(info, exc)
                 raise
             runner.__exit__(None, None, None)
         finally:
             _context.current_runner_var.reset(token)
-        return state if return_state else state.result()
+        if info is not None:
+            self._final_hooks(info, state)
+        if return_state:
+            return state
+        return state.result() if plain is _UNBOUND else plain
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
+
+
+_FLOW_OPTIONS = (
+    "name",
+    "task_runner",
+    "flow_run_name",
+    "retries",
+    "retry_delay_seconds",
+    "timeout_seconds",
+    "on_completion",
+    "on_failure",
+    "on_crashed",
+    "on_cancellation",
+    "on_running",
+    "description",
+    "version",
+)
+_FLOW_HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
+_UNBOUND: Any = object()
+
+
+def _failed(exc: Exception, attempt: int) -> State[Any]:
+    name = "TimedOut" if isinstance(exc, FlowTimeoutError) else None
+    return State(StateType.FAILED, exception=exc, name=name, attempt=attempt)
+
+
+def _only_states(value: Any) -> bool:
+    """Whether `value` is a non-empty list, tuple or set of States only: a plain call
+    returns it as it is (as in Prefect), whatever the aggregate state."""
+    if not isinstance(value, (list, tuple, set, frozenset)) or not value:
+        return False
+    return all(isinstance(item, State) for item in value)
+
+
+def _delay(delays: float | tuple[float, ...], attempt: int) -> float:
+    if isinstance(delays, tuple):
+        return delays[min(attempt, len(delays)) - 1] if delays else 0.0
+    return delays
+
+
+def _final_state(value: Any) -> State[Any]:
+    """The final state of a flow run whose function returned `value`."""
+    if isinstance(value, MARKERS):
+        state = returned_state(value)
+        if state is not None:
+            return state
+    return State(StateType.COMPLETED, data=_results(value))
+
+
+async def _final_state_async(value: Any) -> State[Any]:
+    if isinstance(value, MARKERS):
+        items: Any = () if isinstance(value, State) else [value] if isinstance(value, Future) else value
+        for item in items:
+            if isinstance(item, Future):
+                try:
+                    await item
+                except BaseException:
+                    if not item.done():
+                        raise
+        state = returned_state(value)
+        if state is not None:
+            return state
+    return State(StateType.COMPLETED, data=await _results_async(value))
 
 
 class _Inputs:
@@ -231,10 +552,17 @@ class _Inputs:
 
     __slots__ = ("args", "flow", "futures", "kwargs", "required")
 
-    def __init__(self, flow: str, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any) -> None:
+    def __init__(
+        self, flow: str, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any, method: bool = False
+    ) -> None:
         self.flow = flow
         extractor = Extractor()
-        self.args = extractor.visit(args) if args else args
+        if method and args:  # `self` / `cls` passes through as it is
+            rest = args[1:]
+            visited = extractor.visit(rest) if rest else rest
+            self.args = args if visited is rest else (args[0], *visited)
+        else:
+            self.args = extractor.visit(args) if args else args
         self.kwargs = extractor.visit(kwargs) if kwargs else kwargs
         if wait_for is not None:
             extractor.visit(list(wait_for) if not isinstance(wait_for, Future) else [wait_for])
@@ -274,7 +602,7 @@ def _results(value: Any) -> Any:
     """`value` with every future in it replaced by its result (raising failures)."""
     if type(value) in (int, float, str, bytes, bool, type(None)):
         return value
-    extractor = Extractor()
+    extractor = Extractor(states=False)
     template = extractor.visit(value)
     if not extractor.futures:
         return value
@@ -284,7 +612,7 @@ def _results(value: Any) -> Any:
 
 
 async def _results_async(value: Any) -> Any:
-    extractor = Extractor()
+    extractor = Extractor(states=False)
     template = extractor.visit(value)
     if not extractor.futures:
         return value
@@ -300,12 +628,46 @@ def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 
 @overload
 def flow(
-    *, name: str | None = None, task_runner: RunnerSpec = None
+    *,
+    name: str | None = None,
+    task_runner: RunnerSpec = None,
+    flow_run_name: str | Callable[..., str] | None = None,
+    retries: int = 0,
+    retry_delay_seconds: float | Sequence[float] = 0,
+    timeout_seconds: float | None = None,
+    on_completion: Any = None,
+    on_failure: Any = None,
+    on_crashed: Any = None,
+    on_cancellation: Any = None,
+    on_running: Any = None,
+    description: str | None = None,
+    version: str | None = None,
+    **prefect_options: Any,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
-def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec = None) -> Any:
+def flow(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    task_runner: RunnerSpec = None,
+    flow_run_name: str | Callable[..., str] | None = None,
+    retries: int = 0,
+    retry_delay_seconds: float | Sequence[float] = 0,
+    timeout_seconds: float | None = None,
+    on_completion: Any = None,
+    on_failure: Any = None,
+    on_crashed: Any = None,
+    on_cancellation: Any = None,
+    on_running: Any = None,
+    description: str | None = None,
+    version: str | None = None,
+    **prefect_options: Any,
+) -> Any:
     """Make a function a flow: `@flow` or `@flow(name=..., task_runner=...)`.
+
+    Works on functions, and on instance, class and static methods.
 
     Args:
         fn: The function (when used as a bare `@flow`).
@@ -313,11 +675,44 @@ def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec 
         task_runner: A `TaskRunner` instance, a `TaskRunner` subclass, or a registered
             runner name such as `"threads"`. Without one, the environment variable
             `TASKRUNNERS_RUNNER` names the runner, else `"threads"`.
+        flow_run_name: Names each flow run: a `str.format` template over the call's
+            parameters, or a callable returning the name.
+        retries: How many times a failed flow run is run again (the whole function).
+        retry_delay_seconds: Seconds before each retry, or a list of them.
+        timeout_seconds: Seconds an attempt may take before it fails with
+            `FlowTimeoutError`.
+        on_completion: Hooks `hook(flow, flow_run, state)` for a run that completed.
+        on_failure: Hooks for a run that failed (after its last retry).
+        on_crashed: Hooks for a run that an interrupt ended.
+        on_cancellation: Hooks for a run that ended cancelled.
+        on_running: Hooks called as each attempt starts.
+        description: A description (the docstring by default).
+        version: A version label.
+        **prefect_options: Refused: Prefect's other options.
 
     Raises:
         ReservedArgumentError: The function declares `wait_for` or `return_state`.
-        DefinitionError: `task_runner` is not a runner, a runner class or a name.
+        DefinitionError: `task_runner` is not a runner, a runner class or a name, or
+            another option has a value that cannot work.
+        TypeError: A Prefect option that taskrunners does not support (the message
+            names it and the section of the migration guide).
     """
+    refuse("flow", str(name or getattr(fn, "__name__", "@flow")), prefect_options)
+    options: dict[str, Any] = {
+        "name": name,
+        "task_runner": task_runner,
+        "flow_run_name": flow_run_name,
+        "retries": retries,
+        "retry_delay_seconds": retry_delay_seconds,
+        "timeout_seconds": timeout_seconds,
+        "on_completion": on_completion,
+        "on_failure": on_failure,
+        "on_crashed": on_crashed,
+        "on_cancellation": on_cancellation,
+        "on_running": on_running,
+        "description": description,
+        "version": version,
+    }
     if fn is not None:
-        return Flow(fn, name=name, task_runner=task_runner)
-    return lambda function: Flow(function, name=name, task_runner=task_runner)
+        return Flow(fn, **options)
+    return lambda function: Flow(function, **options)

@@ -208,7 +208,8 @@ class Future(Generic[R]):
         """Wait for the run to finish and return its value.
 
         Args:
-            timeout: Seconds to wait at most; `None` waits as long as it takes.
+            timeout: Seconds to wait at most, the fetching of a value held on a
+                cluster included; `None` waits as long as it takes.
             raise_on_failure: If the run did not complete, raise its exception (the
                 very object the task raised) if true, return it if false.
 
@@ -222,6 +223,7 @@ class Future(Generic[R]):
             DependencyError: Called from inside this very run.
         """
         state = self._state
+        deadline = None if timeout is None else time.monotonic() + timeout
         if state is None or state.type not in _FINAL:
             _check_timeout(timeout)
             _watch([self], timeout, lambda _: True)
@@ -231,6 +233,8 @@ class Future(Generic[R]):
                     f"task run {self.task_run.name!r} did not finish within {timeout} s; it "
                     "is still running. Wait longer, or use future.wait(timeout) to poll."
                 )
+        if deadline is not None and type(state) is not State:  # a value held elsewhere
+            _load_by([self], deadline, timeout)
         self._observed = True
         return state.result(raise_on_failure)
 
@@ -351,7 +355,8 @@ class FutureList(List[Future[R]]):
         if runs before it in the list are still going.
 
         Args:
-            timeout: Seconds to wait at most for all of them.
+            timeout: Seconds to wait at most for all of them, the fetching of values
+                held on a cluster included (one deadline for the whole list).
             raise_on_failure: Raise the exception of a run that did not complete (true)
                 or put the exception in its place in the returned list (false).
 
@@ -364,6 +369,7 @@ class FutureList(List[Future[R]]):
             ValueError: `timeout` is negative.
         """
         _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         pending = [f for f in dict.fromkeys(self) if not f.done()]
 
         def stop(future: Future[Any]) -> bool:
@@ -384,7 +390,48 @@ class FutureList(List[Future[R]]):
                     f"timed out waiting for all futures to complete within {timeout} s: "
                     f"{unfinished} (of {len(self)}) unfinished"
                 )
+        if deadline is not None:
+            _load_by(self, deadline, timeout)
         return [future.result(raise_on_failure=raise_on_failure) for future in self]
+
+
+def _load_by(futures: list[Future[Any]], deadline: float, timeout: float | None) -> None:
+    """Bring the values still held elsewhere (deferred states) here before `deadline`.
+
+    The fetching runs in a helper thread; if it is not done in time, it goes on there
+    and the caller gets `WaitTimeout`.
+
+    Raises:
+        WaitTimeout: The values did not arrive before `deadline`.
+    """
+    from ._states import DeferredState
+
+    deferred: list[DeferredState[Any]] = [
+        s for s in (f._state for f in dict.fromkeys(futures)) if isinstance(s, DeferredState) and not s.loaded
+    ]
+    if not deferred:
+        return
+    finished = threading.Event()
+
+    def load() -> None:
+        try:
+            for state in deferred:
+                try:
+                    state.load()
+                except Exception:  # reading that future's result raises it
+                    pass
+        finally:
+            finished.set()
+
+    threading.Thread(target=load, name="taskrunners-fetch-results", daemon=True).start()
+    with _context.blocking():
+        arrived = finished.wait(max(0.0, deadline - time.monotonic()))
+    if not arrived:
+        missing = len([s for s in deferred if not s.loaded])
+        raise WaitTimeout(
+            f"timed out waiting for all futures to complete within {timeout} s: the runs are "
+            f"final, but {missing} (of {len(futures)}) values were still being fetched"
+        )
 
 
 class DoneAndNotDone(NamedTuple):

@@ -38,6 +38,7 @@ from ._engine import PreparedRun, RunSpec, TaskRunInfo
 from ._errors import DependencyError, RunnerLifecycleError, UnobservedFailureWarning
 from ._futures import Future, FutureList
 from ._states import _NOT_OK, State
+from ._tags import _tags_var
 
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
@@ -267,7 +268,10 @@ class TaskRunner(abc.ABC):
                 f"{type(self).__name__} is not started: a runner accepts runs only inside "
                 "its `with` block. Use it as a flow's task_runner, or `with runner: ...`."
             )
-        info = TaskRunInfo(task.name, task.tags)
+        if task.task_run_name is None and not _tags_var.get():
+            info = TaskRunInfo(task.name, task.tags)
+        else:
+            info = task._run_info(parameters)  # a run name to make, or tags() blocks open
         spec, upstream = task._prepare(parameters, wait_for, info)
         if upstream:
             _refuse_self_dependency(spec, upstream)

@@ -28,7 +28,13 @@ R = TypeVar("R")
 
 
 class StateType(enum.Enum):
-    """The kind of a `State`."""
+    """The kind of a `State`.
+
+    The engine moves runs through PENDING, RUNNING and the four final types.
+    SCHEDULED, PAUSED and CANCELLING exist so that states made with Prefect's
+    constructors (`taskrunners.states.Scheduled`, `Paused`, `Cancelling`) keep their
+    type; no run of ours enters them.
+    """
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -36,6 +42,9 @@ class StateType(enum.Enum):
     FAILED = "FAILED"
     CRASHED = "CRASHED"
     CANCELLED = "CANCELLED"
+    SCHEDULED = "SCHEDULED"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
 
     # Members are singletons: identity hashing keeps `state.type in ...` at C speed.
     __hash__ = object.__hash__
@@ -129,6 +138,15 @@ class State(Generic[R]):
     def is_cancelled(self) -> bool:
         return self.type is StateType.CANCELLED
 
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
+    def is_cancelling(self) -> bool:
+        return self.type is StateType.CANCELLING
+
     def is_final(self) -> bool:
         return self.type in _FINAL
 
@@ -147,7 +165,9 @@ class State(Generic[R]):
                 exception (the very object the task raised) if true, return it if false.
 
         Returns:
-            The run's return value, or its exception when `raise_on_failure` is false.
+            The run's return value, or its exception when `raise_on_failure` is false;
+            but a state that did not complete and holds data (the aggregate of the
+            runs a flow returned, say) returns that data.
 
         Raises:
             BaseException: The run's exception, for a state that did not complete.
@@ -162,6 +182,8 @@ class State(Generic[R]):
                 exc = TaskRunnersError(f"run ended {self.type.value} without an exception")
             if raise_on_failure:
                 raise exc
+            if self._data is not None:
+                return self._data  # type: ignore[no-any-return]
             return exc  # type: ignore[return-value]
         raise TaskRunnersError(
             f"the run is {self.type.value}, so it has no result yet; "
@@ -183,7 +205,7 @@ class State(Generic[R]):
             self.timestamp,
             self.attempt,
             self.started,
-            self._data if self.type is StateType.COMPLETED else None,
+            self._data,
             self._exception,
         )
 

@@ -27,7 +27,12 @@ from ._errors import (
     ReservedArgumentError,
 )
 from ._futures import Future, FutureList, wait
-from ._states import State, StateType
+from ._hooks import check_hooks, render_name, run_hooks
+from ._prefect_options import refuse
+from ._quote import quote
+from ._retries import jittered
+from ._states import _FINAL, State, StateType
+from ._tags import _tags_var
 from ._walk import Extractor, allow_failure, unmapped
 
 __all__ = ["Task", "task"]
@@ -37,7 +42,26 @@ R = TypeVar("R")
 
 RESERVED_PARAMETERS = ("wait_for", "return_state")
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-_OPTIONS = ("name", "retries", "retry_delay_seconds", "timeout_seconds", "tags")
+_OPTIONS = (
+    "name",
+    "retries",
+    "retry_delay_seconds",
+    "timeout_seconds",
+    "tags",
+    "task_run_name",
+    "retry_jitter_factor",
+    "retry_condition_fn",
+    "on_completion",
+    "on_failure",
+    "on_crashed",
+    "on_running",
+    "description",
+    "version",
+)
+_HOOKS = ("on_completion", "on_failure", "on_crashed", "on_running")
+_UNBOUND: Any = object()
+#: Hooks that run only in the flow's process (see PreparedRun.set_state).
+_FLOW_SIDE_HOOKS = ("on_completion", "on_failure", "on_crashed")
 
 
 def check_reserved(fn: Callable[..., Any], what: str, signature: inspect.Signature) -> None:
@@ -69,6 +93,15 @@ class Task(Generic[P, R]):
         timeout_seconds: Seconds an attempt may take before it fails with
             `TaskTimeoutError`, or `None`.
         tags: Labels for the task.
+        task_run_name: The template (or callable) that names each run, or `None`.
+        retry_jitter_factor: How far each retry delay may move at random, or `None`.
+        retry_condition_fn: `fn(task, task_run, state) -> bool`: whether to retry.
+        on_completion_hooks: Called as `hook(task, task_run, state)` when a run completes.
+        on_failure_hooks: Likewise when a run fails.
+        on_crashed_hooks: Likewise when a run crashes.
+        on_running_hooks: Likewise as each attempt starts (where the run executes).
+        description: A description of the task (the docstring by default).
+        version: A version label for the task, or `None`.
     """
 
     def __init__(
@@ -76,10 +109,23 @@ class Task(Generic[P, R]):
         fn: Callable[P, R],
         name: str | None = None,
         retries: int = 0,
-        retry_delay_seconds: float | Sequence[float] = 0,
+        retry_delay_seconds: float | Sequence[float] | Callable[[int], Sequence[float]] = 0,
         timeout_seconds: float | None = None,
         tags: Iterable[str] = (),
+        task_run_name: str | Callable[..., str] | None = None,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
+        on_completion: Any = None,
+        on_failure: Any = None,
+        on_crashed: Any = None,
+        on_running: Any = None,
+        description: str | None = None,
+        version: str | None = None,
     ) -> None:
+        method: str | None = None
+        if isinstance(fn, (classmethod, staticmethod)):
+            method = "class" if isinstance(fn, classmethod) else "static"
+            fn = fn.__func__
         if not callable(fn):
             raise DefinitionError(f"@task needs a function, got {fn!r}")
         signature = inspect.signature(fn)
@@ -87,9 +133,34 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         self.retries = _check_retries(self.name, retries)
+        if callable(retry_delay_seconds):
+            retry_delay_seconds = list(retry_delay_seconds(self.retries))
         self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
         self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
         self.tags = frozenset(tags) if not isinstance(tags, str) else frozenset((tags,))
+        if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
+            raise DefinitionError(
+                f"task {self.name!r}: task_run_name must be a string template or a callable, "
+                f"got {task_run_name!r}"
+            )
+        self.task_run_name = task_run_name
+        self.retry_jitter_factor = _check_jitter(self.name, retry_jitter_factor)
+        if retry_condition_fn is not None and not callable(retry_condition_fn):
+            raise DefinitionError(
+                f"task {self.name!r}: retry_condition_fn must be a callable, got {retry_condition_fn!r}"
+            )
+        self.retry_condition_fn = retry_condition_fn
+        self.on_completion_hooks = list(check_hooks("task", self.name, "on_completion", on_completion))
+        self.on_failure_hooks = list(check_hooks("task", self.name, "on_failure", on_failure))
+        self.on_crashed_hooks = list(check_hooks("task", self.name, "on_crashed", on_crashed))
+        self.on_running_hooks = list(check_hooks("task", self.name, "on_running", on_running))
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.version = version
+        self._refresh_hooks()
+        self._method = method
+        self._self_param = next(iter(signature.parameters), None) if method == "class" else None
+        self._bound: Any = _UNBOUND
+        self._origin: Task[Any, Any] = self
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = signature
         parameters = signature.parameters.values()
@@ -103,29 +174,121 @@ class Task(Generic[P, R]):
         )
         functools.update_wrapper(self, fn)
 
+    # -- methods ----------------------------------------------------------------------
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # Defined in a class body: the first parameter is `self` (or `cls`), passed
+        # through as it is (never searched for futures, never mapped over).
+        if self._method is None and getattr(self.fn, "__qualname__", "").startswith(owner.__qualname__ + "."):
+            self._method = "instance"
+            self._self_param = next(iter(self._signature.parameters), None)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Task[..., R]:
+        """The task bound to `instance` (or to the class, for a class method), as a
+        function would be: calls, `.submit()` and `.map()` pass it as the first argument."""
+        kind = self._method
+        if kind == "static" or self._bound is not _UNBOUND:
+            return self
+        if kind == "class":
+            target = owner if owner is not None else type(instance)
+        elif instance is None:
+            return self
+        else:
+            target = instance
+        bound = object.__new__(type(self))  # not copy.copy: that would use __reduce__
+        bound.__dict__.update(self.__dict__)
+        bound._bound = target
+        bound._origin = self
+        if bound._self_param is None:
+            bound._self_param = next(iter(self._signature.parameters), None)
+        return bound
+
     # -- options ----------------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        """The options, by keyword, as `Task(...)` takes them."""
+        values = {key: getattr(self, key) for key in _OPTIONS if key not in _HOOKS}
+        for key in _HOOKS:
+            values[key] = list(getattr(self, f"{key}_hooks"))
+        return values
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy of this task with some options changed (`name`, `retries`, ...).
 
         Raises:
-            TypeError: An option name is not one of the task's options.
+            TypeError: An option name is not one of the task's options (a Prefect
+                option that taskrunners refuses is named as such).
         """
         unknown = set(options) - set(_OPTIONS)
         if unknown:
-            raise TypeError(
-                f"{self.name}.with_options() got unknown option(s) {sorted(unknown)}; "
-                f"the options are {', '.join(_OPTIONS)}"
-            )
-        current = {key: getattr(self, key) for key in _OPTIONS}
+            refuse("task", self.name, {key: options[key] for key in unknown})
+        current = self._options()
         current.update(options)
-        return Task(self.fn, **current)
+        fn: Any = self.fn
+        if self._method == "class":
+            fn = classmethod(fn)
+        elif self._method == "static":
+            fn = staticmethod(fn)
+        new: Task[P, R] = Task(fn, **current)
+        new._method = self._method
+        new._self_param = self._self_param
+        new._bound = self._bound
+        return new
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the completion hooks (a decorator, as in Prefect)."""
+        self.on_completion_hooks.append(fn)
+        self._refresh_hooks()
+        return fn
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the failure hooks (a decorator, as in Prefect)."""
+        self.on_failure_hooks.append(fn)
+        self._refresh_hooks()
+        return fn
+
+    def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the crash hooks (a decorator)."""
+        self.on_crashed_hooks.append(fn)
+        self._refresh_hooks()
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add `fn` to the hooks called as each attempt starts (a decorator, as in Prefect)."""
+        self.on_running_hooks.append(fn)
+        return fn
+
+    def _refresh_hooks(self) -> None:
+        hooks = {
+            StateType.COMPLETED: tuple(self.on_completion_hooks),
+            StateType.FAILED: tuple(self.on_failure_hooks),
+            StateType.CRASHED: tuple(self.on_crashed_hooks),
+        }
+        self._final_hooks = {kind: fns for kind, fns in hooks.items() if fns}
+
+    def _run_info(self, parameters: dict[str, Any]) -> TaskRunInfo:
+        """A new run's `TaskRunInfo`: its tags (the task's and the open `tags()`
+        blocks') and its name (from `task_run_name`)."""
+        extra = _tags_var.get()
+        tags = self.tags | extra if extra else self.tags
+        template = self.task_run_name
+        if template is None:
+            return TaskRunInfo(self.name, tags)
+        shown = parameters
+        if self._self_param is not None and self._self_param in parameters:
+            shown = {k: v for k, v in parameters.items() if k != self._self_param}
+            shown["self" if self._method != "class" else "cls"] = parameters[self._self_param]
+        return TaskRunInfo(self.name, tags, render_name("task", template, shown))
 
     def _retry_delay(self, attempt: int) -> float:
         delays = self.retry_delay_seconds
         if isinstance(delays, tuple):
-            return delays[min(attempt, len(delays)) - 1] if delays else 0.0
-        return delays
+            delay = delays[min(attempt, len(delays)) - 1] if delays else 0.0
+        else:
+            delay = delays
+        if self.retry_jitter_factor:
+            return jittered(delay, self.retry_jitter_factor)
+        return delay
 
     # -- running here -----------------------------------------------------------------
 
@@ -159,19 +322,32 @@ class Task(Generic[P, R]):
         return _outcome(state, return_state)
 
     def _run_here(self, parameters: dict[str, Any], wait_for: Any) -> State[Any]:
-        spec, upstream = self._prepare(parameters, wait_for, TaskRunInfo(self.name, self.tags))
+        if self.task_run_name is None and not _tags_var.get():
+            info = TaskRunInfo(self.name, self.tags)
+        else:
+            info = self._run_info(parameters)
+        spec, upstream = self._prepare(parameters, wait_for, info)
         if upstream:
             wait(upstream)
-        return spec.execute([future.peek() for future in upstream])
+        state = spec.execute([future.peek() for future in upstream])
+        return self._after_run(spec.info, state) if self._final_hooks else state
 
     async def _call_async(self, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
-        spec, upstream = self._prepare(parameters, wait_for, TaskRunInfo(self.name, self.tags))
+        spec, upstream = self._prepare(parameters, wait_for, self._run_info(parameters))
         for future in upstream:
             await _await_final(future)
         inputs = spec.inputs([future.peek() for future in upstream])
         if isinstance(inputs, State):
-            return _outcome(inputs, return_state)
-        return _outcome(await run_attempts_async(self, spec.info, inputs), return_state)
+            return _outcome(self._after_run(spec.info, inputs), return_state)
+        state = await run_attempts_async(self._origin, spec.info, inputs)
+        return _outcome(self._after_run(spec.info, state), return_state)
+
+    def _after_run(self, info: TaskRunInfo, state: State[Any]) -> State[Any]:
+        """Fire the final-state hooks of a run called directly; return its state."""
+        hooks = self._final_hooks.get(state.type) if self._final_hooks else None
+        if hooks and state.type in _FINAL:
+            run_hooks(hooks, self._origin, info, state)
+        return state
 
     # -- handing runs to the flow's runner --------------------------------------------
 
@@ -243,8 +419,14 @@ class Task(Generic[P, R]):
         extractor: Extractor | None = None
         slotted: list[str] = []
         template = parameters
+        skip = self._self_param
         for name, value in parameters.items():
-            if type(value) in _PLAIN:
+            if type(value) in _PLAIN or name == skip:
+                continue
+            if type(value) is quote:  # passed as it is, unwrapped, never searched
+                if template is parameters:
+                    template = dict(parameters)
+                template[name] = value.value
                 continue
             if extractor is None:
                 extractor = Extractor()
@@ -259,12 +441,12 @@ class Task(Generic[P, R]):
                 extractor = Extractor()
             extractor.visit(as_wait_list(wait_for))
         if extractor is None or not extractor.futures:
-            return RunSpec(self, info, parameters), ()
+            return RunSpec(self._origin, info, template), ()
         upstream = tuple(extractor.futures)
         for future in upstream:
             future._observed = True  # the downstream run now answers for its failure
         spec = RunSpec(
-            self,
+            self._origin,
             info,
             template,
             tuple(slotted),
@@ -275,6 +457,8 @@ class Task(Generic[P, R]):
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The arguments by parameter name, as the function would bind them."""
+        if self._bound is not _UNBOUND:
+            args = (self._bound, *args)
         if self._simple and len(args) <= len(self._positional):
             parameters = dict(zip(self._positional, args)) if args else {}
             fits = True
@@ -328,7 +512,9 @@ class Task(Generic[P, R]):
         flat: list[tuple[Any, Any]] = []
         for name, value in parameters.items():
             kind = self._kinds.get(name)
-            if kind is inspect.Parameter.VAR_KEYWORD:
+            if name == self._self_param and self._bound is not _UNBOUND:
+                flat.append((name, unmapped(value)))  # the bound `self` goes whole to every run
+            elif kind is inspect.Parameter.VAR_KEYWORD:
                 flat.extend(((name, key), item) for key, item in value.items())
             elif kind is inspect.Parameter.VAR_POSITIONAL:
                 flat.extend(((name, index), item) for index, item in enumerate(value))
@@ -369,6 +555,8 @@ class Task(Generic[P, R]):
     # -- pickling and display ---------------------------------------------------------
 
     def __reduce__(self) -> Any:
+        if self._origin is not self:  # bound: the task by reference, and what it is bound to
+            return (_rebind, (self._origin, self._bound))
         module_name = getattr(self, "__module__", "") or ""
         module = sys.modules.get(module_name)
         qualname = getattr(self, "__qualname__", "")
@@ -388,6 +576,8 @@ class Task(Generic[P, R]):
                 target = getattr(target, part, None)
             if target is self:
                 return qualname  # pickled by reference, like a module-level function
+            if "." in qualname and _lookup_static(module_name, qualname) is self:
+                return (_lookup_static, (module_name, qualname))  # a method, read unbound
         return _by_value(self)
 
     def __repr__(self) -> str:
@@ -421,6 +611,23 @@ def _pickled_by_value(module_name: str) -> bool:
     return module_name in registry
 
 
+def _rebind(task: Task[Any, Any], target: Any) -> Task[Any, Any]:
+    """`task` bound again to `target` (an instance, or a class for a class method)."""
+    if task._method == "class":
+        return task.__get__(None, target)
+    return task.__get__(target, type(target))
+
+
+def _lookup_static(module_name: str, qualname: str) -> Any:
+    """The object at `module.qualname`, read from class dictionaries without binding."""
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = inspect.getattr_static(target, part, None)
+    if isinstance(target, (classmethod, staticmethod)):
+        target = target.__func__
+    return target
+
+
 def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:
     return Task(fn, **options)
 
@@ -436,7 +643,9 @@ def _by_value(task: Task[Any, Any]) -> tuple[Any, ...]:
     """The reduction of a task that another process cannot import: its function and
     options as cloudpickle bytes, made once per task and loaded once per process, so
     that shipping many runs of one task costs one pickle of its code."""
-    options = {key: getattr(task, key) for key in _OPTIONS}
+    options = task._options()
+    for key in _FLOW_SIDE_HOOKS:  # they run in the flow's process: they need not travel
+        options[key] = []
     cloudpickle = _cloudpickle()
     if cloudpickle is None:  # the pickler at hand must handle the function (or say it cannot)
         return (_rebuild_task, (task.fn, options))
@@ -521,12 +730,21 @@ def _column(value: Any) -> tuple[list[Any] | None, Any]:
         if items is None:
             return None, value
         return [allow_failure(item) for item in items], None
+    if isinstance(value, quote):
+        inner = value.value
+        if _iterable(inner):
+            return [type(value)(item) for item in inner], None
+        return None, value
     if isinstance(value, Future):
         value.wait()
         state = value.state
         if state.is_completed() and _iterable(state.result()):
             return list(state.result()), None
         return None, value  # passed whole: each run depends on it (and fails if it did)
+    if isinstance(value, State):
+        if value.is_completed() and _iterable(value.result()):
+            return list(value.result()), None
+        return None, value  # passed whole: resolved (or failing) like a future
     if _iterable(value):
         return list(value), None
     return None, value
@@ -560,6 +778,14 @@ def _check_delays(name: str, delays: Any) -> float | tuple[float, ...]:
     )
 
 
+def _check_jitter(name: str, factor: Any) -> float | None:
+    if factor is None:
+        return None
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor >= 0:
+        return float(factor)
+    raise DefinitionError(f"task {name!r}: retry_jitter_factor must be a number >= 0 or None, got {factor!r}")
+
+
 def _check_timeout(name: str, timeout: Any) -> float | None:
     if timeout is None:
         return None
@@ -577,9 +803,19 @@ def task(
     *,
     name: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float | Sequence[float] = 0,
+    retry_delay_seconds: float | Sequence[float] | Callable[[int], Sequence[float]] = 0,
     timeout_seconds: float | None = None,
     tags: Iterable[str] = (),
+    task_run_name: str | Callable[..., str] | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: Callable[..., bool] | None = None,
+    on_completion: Any = None,
+    on_failure: Any = None,
+    on_crashed: Any = None,
+    on_running: Any = None,
+    description: str | None = None,
+    version: str | None = None,
+    **prefect_options: Any,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -589,30 +825,69 @@ def task(
     *,
     name: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float | Sequence[float] = 0,
+    retry_delay_seconds: float | Sequence[float] | Callable[[int], Sequence[float]] = 0,
     timeout_seconds: float | None = None,
     tags: Iterable[str] = (),
+    task_run_name: str | Callable[..., str] | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: Callable[..., bool] | None = None,
+    on_completion: Any = None,
+    on_failure: Any = None,
+    on_crashed: Any = None,
+    on_running: Any = None,
+    description: str | None = None,
+    version: str | None = None,
+    **prefect_options: Any,
 ) -> Any:
     """Make a function a task: `@task` or `@task(name=..., retries=..., ...)`.
+
+    Works on functions, and on instance, class and static methods (put `@task` under
+    `@classmethod` / `@staticmethod`, or above them).
 
     Args:
         fn: The function (when used as a bare `@task`).
         name: The task's name; the function's name by default.
         retries: How many times to run a run again after it raised.
-        retry_delay_seconds: Seconds before each retry, or a list of them.
+        retry_delay_seconds: Seconds before each retry, a list of them, or a callable
+            that takes `retries` and returns the list (`exponential_backoff(...)`).
         timeout_seconds: Seconds an attempt may take before it fails.
         tags: Labels for the task.
+        task_run_name: Names each run: a `str.format` template over the run's
+            parameters (`"fetch-{url}"`), or a callable returning the name.
+        retry_jitter_factor: Moves each retry delay at random by up to this factor of
+            itself, so that many failing runs do not retry at the same instant.
+        retry_condition_fn: `fn(task, task_run, state) -> bool`, called in the worker
+            after an attempt failed: whether to retry it.
+        on_completion: Hooks `hook(task, task_run, state)` for a run that completed.
+        on_failure: Hooks for a run that failed (after its last retry).
+        on_crashed: Hooks for a run that crashed.
+        on_running: Hooks called as each attempt starts, where the run executes.
+        description: A description (the docstring by default).
+        version: A version label.
+        **prefect_options: Refused: Prefect's other options.
 
     Raises:
         ReservedArgumentError: The function declares `wait_for` or `return_state`.
         DefinitionError: An option has a value that cannot work.
+        TypeError: A Prefect option that taskrunners does not support (the message
+            names it and the section of the migration guide).
     """
+    refuse("task", str(name or getattr(fn, "__name__", "@task")), prefect_options)
     options: dict[str, Any] = {
         "name": name,
         "retries": retries,
         "retry_delay_seconds": retry_delay_seconds,
         "timeout_seconds": timeout_seconds,
         "tags": tags,
+        "task_run_name": task_run_name,
+        "retry_jitter_factor": retry_jitter_factor,
+        "retry_condition_fn": retry_condition_fn,
+        "on_completion": on_completion,
+        "on_failure": on_failure,
+        "on_crashed": on_crashed,
+        "on_running": on_running,
+        "description": description,
+        "version": version,
     }
     if fn is not None:
         return Task(fn, **options)

@@ -14,6 +14,8 @@ from collections import defaultdict
 from typing import Any
 
 from ._futures import Future, FutureList
+from ._quote import opaque, quote
+from ._states import _FINAL, State
 
 __all__ = ["Extractor", "Slot", "allow_failure", "fill", "unmapped"]
 
@@ -73,18 +75,22 @@ class Slot:
 class Extractor:
     """Collects the futures found in values, replacing each by a `Slot`.
 
+    A final `State` found in a value (with `states`, for arguments) stands for a run
+    that ended in it: it is resolved to its value like a finished run's future.
+
     Attributes:
         futures: The distinct futures found, in order of discovery.
         required: Indices of the futures that must complete for the run to start
             (those found outside any `allow_failure`).
     """
 
-    __slots__ = ("futures", "required", "_index")
+    __slots__ = ("futures", "required", "_index", "_states")
 
-    def __init__(self) -> None:
+    def __init__(self, states: bool = True) -> None:
         self.futures: list[Future[Any]] = []
         self.required: set[int] = set()
         self._index: dict[Future[Any], int] = {}
+        self._states = states  # resolve final States as well (arguments), or leave them
 
     def visit(self, value: Any, allowed: bool = False) -> Any:
         """`value` with futures replaced by slots; `value` itself if it holds none."""
@@ -103,7 +109,29 @@ class Extractor:
             return self.visit(value.value, True)
         if cls is unmapped:
             return self.visit(value.value, allowed)
+        if isinstance(value, State):
+            if value.type not in _FINAL or not self._states:
+                return value  # nothing to resolve yet: passed as the State it is
+            return self.visit(_settled(value), allowed)
+        if cls is quote:
+            return value.value  # passed as it is, never searched
+        if cls is opaque:
+            inner = value.value
+            if isinstance(inner, (Future, State)):
+                return self.visit(inner, allowed)
+            return inner
         return _rebuild(value, lambda item: self.visit(item, allowed))
+
+
+def _settled(state: State[Any]) -> Future[Any]:
+    """A future that is already final in `state`: a State given as an argument
+    resolves to its value exactly as a finished run's future does."""
+    from ._engine import TaskRunInfo
+
+    future: Future[Any] = Future(TaskRunInfo(f"state-{state.name}"))
+    future._state = state
+    future._observed = True
+    return future
 
 
 def fill(template: Any, values: list[Any]) -> Any:

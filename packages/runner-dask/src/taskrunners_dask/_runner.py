@@ -61,7 +61,8 @@ class DaskTaskRunner(TaskRunner):
             `distributed.LocalCluster` if neither this nor `address` is given.
         cluster_kwargs: Keyword arguments for `cluster_class`. For a LocalCluster,
             `host` and `dashboard_address` default to 127.0.0.1, and the scheduler's
-            `allowed_failures` to 0 (see "Lost workers" in the docs).
+            `allowed_failures` to 0 (see "Lost workers" in the docs); a subclass of
+            LocalCluster gets these defaults only where its signature takes them.
         adapt_kwargs: If given, the cluster adapts: `cluster.adapt(**adapt_kwargs)`
             (synchronous or asynchronous `adapt` alike).
         client_kwargs: Keyword arguments for `distributed.Client`;
@@ -399,12 +400,31 @@ def _start_cluster(spec: str | type | None, given: dict[str, Any]) -> Any:
             ) from exc
     kwargs = dict(given)
     if isinstance(cluster_class, type) and issubclass(cluster_class, LocalCluster):
+        accepts = _accepted_keywords(cluster_class)
         for key, value in LOCAL_DEFAULTS.items():
             if key == "host" and kwargs.get("processes") is False and "protocol" not in kwargs:
                 continue  # workers in this process talk in memory (inproc://), no host
-            kwargs.setdefault(key, value)
-        kwargs["scheduler_kwargs"] = {**LOCAL_SCHEDULER_DEFAULTS, **kwargs.get("scheduler_kwargs", {})}
+            if accepts(key):
+                kwargs.setdefault(key, value)
+        if accepts("scheduler_kwargs"):
+            kwargs["scheduler_kwargs"] = {**LOCAL_SCHEDULER_DEFAULTS, **kwargs.get("scheduler_kwargs", {})}
     return cluster_class(**kwargs)
+
+
+def _accepted_keywords(cluster_class: type) -> Any:
+    """Whether `cluster_class(...)` takes a keyword: LocalCluster takes our defaults; a
+    subclass gets one only if its own signature names it or takes `**kwargs`."""
+    from distributed import LocalCluster
+
+    if cluster_class is LocalCluster:
+        return lambda key: True
+    try:
+        parameters = inspect.signature(cluster_class).parameters
+    except (TypeError, ValueError):
+        return lambda key: False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return lambda key: True
+    return lambda key: key in parameters and parameters[key].kind is not inspect.Parameter.POSITIONAL_ONLY
 
 
 def _adapt(cluster: Any, adapt_kwargs: dict[str, Any]) -> None:

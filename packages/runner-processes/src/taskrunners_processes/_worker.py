@@ -153,7 +153,12 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRu
         if nested.submitted:
             nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
             nested.submitted = 0
-        if state.type is _COMPLETED and type(state.result()) in _PLAIN and state.name == "Completed":
+        if (
+            state.type is _COMPLETED
+            and type(state.result()) in _PLAIN
+            and state.name == "Completed"
+            and not state.message  # a State the task returned keeps its message
+        ):
             done.append((number, state.result(), state.attempt, state.started, state.timestamp))
         else:
             others.append(_other(spec, number, state))

@@ -13,10 +13,11 @@ __all__ = ["OPTIONS", "remote_options"]
 
 def _validate(options: dict[str, Any]) -> None:
     """Let Ray check names and values now, rather than at the first submit."""
-    from ._remote import base_function
+    from ._remote import base_function, run_remote, split_options
 
+    values, remote = split_options(options)
     try:
-        base_function().options(**options)
+        base_function(run_remote, remote).options(**values)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"remote_options(): Ray refuses these options: {exc}") from exc
 

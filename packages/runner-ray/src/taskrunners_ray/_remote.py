@@ -16,7 +16,18 @@ __all__ = ["base_function", "batch_variant", "batchable", "on_worker", "run_batc
 FAILURE_MAX_BYTES = 32 * 1024  # with the remote traceback as text (at most 6,000 characters)
 
 _variants: dict[Any, Any] = {}
-_options: dict[Any, dict[str, Any]] = {}  # variant -> its options
+_options: dict[Any, tuple[dict[str, Any], tuple[tuple[str, Any], ...]]] = {}  # variant -> its options
+
+#: Ray options that only `ray.remote(...)` takes (`.options()` refuses them).
+REMOTE_ONLY = frozenset({"max_calls"})
+
+
+def split_options(values: dict[str, Any]) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+    """`values` as the options for `.options()`, and those for `ray.remote(...)` (sorted pairs)."""
+    remote = tuple(sorted((key, value) for key, value in values.items() if key in REMOTE_ONLY))
+    if not remote:
+        return values, ()
+    return {key: value for key, value in values.items() if key not in REMOTE_ONLY}, remote
 
 
 @functools.cache
@@ -69,11 +80,12 @@ def _shortened(state: State[Any], size: int) -> State[Any]:
 
 
 @functools.cache
-def base_function(function: Any = run_remote) -> Any:
-    """The Ray remote function for `run_remote` (or `run_batch`), made on first use."""
+def base_function(function: Any = run_remote, remote: tuple[tuple[str, Any], ...] = ()) -> Any:
+    """The Ray remote function for `run_remote` (or `run_batch`), made on first use, with
+    the options that only `ray.remote(...)` takes (`remote`, such as `max_calls`)."""
     import ray
 
-    return ray.remote(max_retries=0, retry_exceptions=False)(function)
+    return ray.remote(max_retries=0, retry_exceptions=False, **dict(remote))(function)
 
 
 def variant(task_name: str, options: OptionSet, nested: bool) -> Any:
@@ -86,10 +98,11 @@ def variant(task_name: str, options: OptionSet, nested: bool) -> Any:
         if nested:
             values["num_cpus"] = 0
         values.update(options.values)
-        fn = base_function().options(**values)
+        values, remote = split_options(values)
+        fn = base_function(run_remote, remote).options(**values)
         if options.key is not None:  # kept, and its runs may go in batches
             _variants[key] = fn
-            _options[fn] = values
+            _options[fn] = (values, remote)
     return fn
 
 
@@ -101,4 +114,5 @@ def batchable(single: Any) -> bool:
 @functools.cache
 def batch_variant(single: Any, count: int) -> Any:
     """The remote function for a batch of `count` runs with the options of the `variant` `single`."""
-    return base_function(run_batch).options(**_options[single], num_returns=count)
+    values, remote = _options[single]
+    return base_function(run_batch, remote).options(**values, num_returns=count)

@@ -21,7 +21,8 @@ Attributes:
         passes, e.g. "passes taskrunners.testing 1".
 """
 
-from . import tasks
+from . import parity_tasks, tasks
+from ._parity import ParityTests
 from ._reliability import ReliabilityTests
 from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
 
@@ -30,8 +31,10 @@ SUITE_VERSION = "1"
 __all__ = [
     "SUITE_VERSION",
     "Capability",
+    "ParityTests",
     "ReliabilityTests",
     "TaskRunnerTests",
+    "parity_tasks",
     "requires",
     "run_with_deadline",
     "tasks",

@@ -55,6 +55,7 @@ from taskrunners import (
 from taskrunners.lowlevel import current_runner
 
 from . import tasks as t
+from ._parity import ParityTests
 from ._reliability import ReliabilityTests
 
 __all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
@@ -72,8 +73,11 @@ def requires(*capabilities: Capability) -> Callable[[F], F]:
     return mark
 
 
-class TaskRunnerTests(ReliabilityTests):
+class TaskRunnerTests(ParityTests, ReliabilityTests):
     """Conformance tests for a `TaskRunner`. Subclass it and provide `task_runner`.
+
+    The Prefect-parity tests come from the mixin `ParityTests`, the bad-input and
+    remote-exception tests from `ReliabilityTests`.
 
     Class attributes a runner's test class may override:
 
@@ -130,8 +134,21 @@ class TaskRunnerTests(ReliabilityTests):
     # -- helpers ----------------------------------------------------------------------
 
     def run_flow(self, task_runner: TaskRunner, body: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `body` as a flow on `task_runner`, failing the test past `deadline`."""
-        return run_with_deadline(flow(task_runner=task_runner)(body), self.deadline, *args, **kwargs)
+        """Run `body` as a flow on `task_runner`, failing the test past `deadline`.
+
+        Returns what `body` returned, even a collection of States that includes failed
+        ones (which makes the flow run FAILED, as in Prefect); raises what `body` raised.
+        """
+        run = flow(task_runner=task_runner)(body)
+        if "return_state" in kwargs:
+            return run_with_deadline(run, self.deadline, *args, **kwargs)
+        state = run_with_deadline(run, self.deadline, *args, return_state=True, **kwargs)
+        if state.is_completed():
+            return state.result()
+        value = state.result(raise_on_failure=False)
+        if value is state.exception:
+            raise value
+        return value
 
     # -- lifecycle --------------------------------------------------------------------
 
