@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar, Union, overload
 from . import _context
 from ._errors import DefinitionError, UpstreamFailedError
 from ._futures import Future
+from ._interrupts import SigtermGuard
 from ._runner import TaskRunner
 from ._states import State, StateType
 from ._tasks import P, check_reserved
@@ -49,7 +50,9 @@ def resolve_runner(spec: RunnerSpec) -> TaskRunner:
 
         return load_runner(spec)()
     if isinstance(spec, TaskRunner):
-        return spec.duplicate()
+        runner = spec.duplicate()
+        runner.shutdown_grace = spec.shutdown_grace
+        return runner
     if isinstance(spec, type) and issubclass(spec, TaskRunner):
         return spec()
     raise DefinitionError(
@@ -175,13 +178,16 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()  # type: ignore[return-value]
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
+        sigterm = SigtermGuard()  # SIGTERM unwinds like Ctrl-C while the flow runs
         try:
             with runner:
+                sigterm.reclaim()  # from an engine that took it over as it started
                 try:
                     state = State(StateType.COMPLETED, data=_results(self.fn(*call_args, **call_kwargs)))
                 except Exception as exc:
                     state = State(StateType.FAILED, exception=exc)
         finally:
+            sigterm.restore()
             _context.current_runner_var.reset(token)
         return state if return_state else state.result()  # type: ignore[return-value]
 
@@ -203,8 +209,10 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
+        sigterm = SigtermGuard()
         try:
             runner.__enter__()
+            sigterm.reclaim()
             try:
                 try:
                     value = await self.fn(*args, **kwargs)  # type: ignore[misc]
@@ -219,6 +227,7 @@ class Flow(Generic[P, R]):
                 raise
             runner.__exit__(None, None, None)
         finally:
+            sigterm.restore()
             _context.current_runner_var.reset(token)
         return state if return_state else state.result()
 
