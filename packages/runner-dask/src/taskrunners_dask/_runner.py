@@ -131,6 +131,10 @@ class DaskTaskRunner(TaskRunner):
     def _config(self) -> tuple[Any, ...]:
         return (self.address, self.cluster_class, self.cluster_kwargs, self.adapt_kwargs, self.client_kwargs)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A runner pickles as its configuration: it loads unstarted (for a child process)."""
+        return (type(self), self._config())
+
     def __repr__(self) -> str:
         names = ("address", "cluster_class", "cluster_kwargs", "adapt_kwargs", "client_kwargs")
         given = [f"{name}={value!r}" for name, value in zip(names, self._config()) if value]

@@ -22,8 +22,19 @@ Attributes:
 """
 
 from . import tasks
+from ._interrupts import InterruptOutcome, InterruptTests, run_interrupted
 from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
 
 SUITE_VERSION = "1"
 
-__all__ = ["SUITE_VERSION", "Capability", "TaskRunnerTests", "requires", "run_with_deadline", "tasks"]
+__all__ = [
+    "SUITE_VERSION",
+    "Capability",
+    "InterruptOutcome",
+    "InterruptTests",
+    "TaskRunnerTests",
+    "requires",
+    "run_interrupted",
+    "run_with_deadline",
+    "tasks",
+]
