@@ -2,7 +2,8 @@
 
 `python -c "from taskrunners.testing._interrupt_child import main; main()" FOLDER`
 loads the runner that `FOLDER/runner.pickle` holds (a pickled runner) or that
-`FOLDER/runner.path` names (`module:callable`, called without arguments), and runs a
+`FOLDER/runner.path` names (`module:callable` or `path/to/file.py:callable`, called
+without arguments), and runs a
 flow that maps `hold` over `RUNS` inputs on it. Each run writes `started-<i>` (its
 start time) and waits for the file `release`. When the runner logs that an interrupt
 reached it, the child writes `interrupted`; once the flow has raised, it writes
@@ -12,6 +13,7 @@ reached it, the child writes `interrupted`; once the flow has raised, it writes
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -50,8 +52,16 @@ def load_runner(folder: Path) -> TaskRunner:
     """The runner the test gave: `runner.pickle`, or the factory `runner.path` names."""
     path = folder / "runner.path"
     if path.exists():
-        module, _, name = path.read_text().strip().partition(":")
-        factory: Any = importlib.import_module(module)
+        module, _, name = path.read_text().strip().rpartition(":")
+        factory: Any
+        if module.endswith(".py"):  # a file, such as the test module itself
+            spec = importlib.util.spec_from_file_location(Path(module).stem, module)
+            assert spec is not None and spec.loader is not None, module
+            factory = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = factory
+            spec.loader.exec_module(factory)
+        else:
+            factory = importlib.import_module(module)
         for part in name.split("."):
             factory = getattr(factory, part)
         runner = factory()

@@ -125,7 +125,8 @@ def run_interrupted(
 
     Args:
         runner: The runner (pickled to the child with `taskrunners.lowlevel.dumps`), or
-            the import path `"module:callable"` of a function that makes it.
+            where to find a function that makes it: `"module:callable"` or
+            `"path/to/file.py:callable"`.
         folder: An empty directory for the files of the exchange.
         signals: Sent in turn: the first once runs have started, each further one once
             the runner has said that the interrupt reached it.
@@ -144,7 +145,8 @@ def run_interrupted(
         except Exception as exc:
             pytest.skip(
                 f"the runner cannot be pickled for the child process ({exc}); override the "
-                "`task_runner_in_child` fixture to return 'module:function' that makes it"
+                "`task_runner_in_child` fixture to return 'module:function' or 'file.py:function' "
+                "that makes it"
             )
     env = {**os.environ, "TASKRUNNERS_SHUTDOWN_GRACE": str(CHILD_GRACE), "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen(
@@ -208,7 +210,8 @@ class InterruptTests:
     """Ctrl-C and SIGTERM during a flow: mixed into `TaskRunnerTests`.
 
     A runner that cannot be pickled to reach the child process overrides
-    `task_runner_in_child` to return the import path of a function that makes it.
+    `task_runner_in_child` to say where a function that makes it is:
+    `"module:function"`, or `f"{__file__}:function"` for one in the test module.
     """
 
     deadline: float
@@ -216,7 +219,8 @@ class InterruptTests:
     @pytest.fixture
     def task_runner_in_child(self, task_runner: TaskRunner) -> TaskRunner | str:
         """How the child process of the interrupt tests gets the runner: the runner
-        (pickled), or the import path `"module:callable"` of a function that makes it."""
+        (pickled), or `"module:callable"` / `"path/to/file.py:callable"` naming a
+        function that makes it."""
         return task_runner
 
     def _interrupted(self, runner: TaskRunner | str, tmp_path: Path, **kwargs: Any) -> InterruptOutcome:
