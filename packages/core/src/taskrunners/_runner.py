@@ -239,7 +239,9 @@ class TaskRunner(abc.ABC):
         self.__interruption = f"the flow was interrupted by {_interrupts.interrupt_name(interrupt)}"
         unstarted = f"{self.__interruption} before the run started"
         try:
-            crashed = sum(run.crash(unstarted) for run in self.take_back_unstarted())
+            # Taken back: not started, or (Dask, Ray) cancelled by the engine while running.
+            withdrawn = f"{self.__interruption} before the run finished"
+            crashed = sum(run.crash(withdrawn) for run in self.take_back_unstarted())
             for run in self.open_runs():  # runs waiting for upstream runs cannot have started
                 if run.upstream and not all(future.done() for future in run.upstream):
                     crashed += run.crash(unstarted)

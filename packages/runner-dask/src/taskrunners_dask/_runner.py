@@ -108,6 +108,7 @@ class DaskTaskRunner(TaskRunner):
         self._suspects_lock = threading.Lock()
         self._suspects: deque[Record] = deque()
         self._isolated: Record | None = None
+        self._withdrawn: list[Any] = []  # the Dask futures of the runs an interrupt took back
 
     @classmethod
     def _for_worker(cls) -> DaskTaskRunner:
@@ -214,18 +215,23 @@ class DaskTaskRunner(TaskRunner):
         return self._client
 
     def take_back_unstarted(self) -> list[PreparedRun]:
-        """On interrupt: cancel the Dask tasks of the open runs and hand the runs back
-        to be crashed."""
-        runs, client = self.open_runs(), self._client
-        natives = [run.future.native for run in runs if run.future.native is not None]
-        try:
-            if natives and client is not None:
-                client.cancel(natives)
-        except Exception:  # the client is going: the runs end CRASHED all the same
-            logger.warning("could not cancel %d Dask tasks", len(natives), exc_info=True)
+        """On interrupt: hand every open run back to be crashed; `shutdown` then cancels
+        their Dask tasks (after the base has crashed them, naming the interrupt)."""
+        runs = self.open_runs()
+        self._withdrawn = [run.future.native for run in runs if run.future.native is not None]
         return runs
 
+    def _cancel_withdrawn(self) -> None:
+        natives, self._withdrawn = self._withdrawn, []
+        try:
+            if natives and self._client is not None:
+                self._client.cancel(natives)
+        except Exception:  # the client is going: the runs end CRASHED all the same
+            logger.warning("could not cancel %d Dask tasks", len(natives), exc_info=True)
+
     def shutdown(self, interrupted: bool) -> None:
+        if interrupted:
+            self._cancel_withdrawn()
         client, cluster, channel = self._client, self._cluster, self._channel
         self._client = self._cluster = self._channel = None
         if self._worker_side:

@@ -119,32 +119,41 @@ class RayTaskRunner(TaskRunner):
         self._in_flight = 0  # Ray tasks out
         self._queued: deque[_Sent] = deque()
         self._durations: dict[Any, float] = {}  # remote function -> seconds of its longest recent run
+        self._withdrawn: list[Any] = []  # the Ray tasks of the runs an interrupt took back
 
     def shutdown(self, interrupted: bool) -> None:
+        if interrupted:
+            self._cancel_withdrawn()
         session, self._session = self._session, None
         if session is None:
             return
-        # Bring home the values still referenced and left in the store: Ray may stop now.
+        # Bring home the values still referenced and left in the store: Ray may stop now
+        # (not after an interrupt: the program is on its way out).
         lazy = {state: info for state, info in list(self._lazy.items()) if not state.loaded}
         try:
-            DeferredState.load_all(lazy, _fetch_many)
+            if not interrupted:
+                DeferredState.load_all(lazy, _fetch_many)
             for state, info in lazy.items():
                 info.start = info.start or state.started
         finally:
             _session.leave(session)
 
     def take_back_unstarted(self) -> list[PreparedRun]:
-        """Every open run: Ray is asked to cancel those it holds (an interrupt ends them all)."""
-        import ray
-
+        """Every open run (an interrupt ends them all); `shutdown` then asks Ray to cancel
+        those it holds, once the base has crashed them naming the interrupt."""
         with self._mutex:
             self._queued.clear()
         runs = self.open_runs()
-        for run in runs:
-            if run.future.native is not None:
-                with contextlib.suppress(Exception):  # ended meanwhile, or Ray is gone
-                    ray.cancel(run.future.native)
+        self._withdrawn = [run.future.native for run in runs if run.future.native is not None]
         return runs
+
+    def _cancel_withdrawn(self) -> None:
+        import ray
+
+        withdrawn, self._withdrawn = self._withdrawn, []
+        for native in withdrawn:
+            with contextlib.suppress(Exception):  # ended meanwhile, or Ray is gone
+                ray.cancel(native)
 
     # -- submitting -------------------------------------------------------------------
 

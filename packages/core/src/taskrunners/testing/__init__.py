@@ -22,7 +22,7 @@ Attributes:
 """
 
 from . import tasks
-from ._interrupts import InterruptOutcome, InterruptTests, run_interrupted
+from ._interrupts import InterruptOutcome, InterruptTests, check_interrupted, run_interrupted
 from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
 
 SUITE_VERSION = "1"
@@ -33,6 +33,7 @@ __all__ = [
     "InterruptOutcome",
     "InterruptTests",
     "TaskRunnerTests",
+    "check_interrupted",
     "requires",
     "run_interrupted",
     "run_with_deadline",

@@ -6,7 +6,7 @@ loads the runner that `FOLDER/runner.pickle` holds (a pickled runner) or that
 without arguments), and runs a
 flow that maps `hold` over `RUNS` inputs on it. Each run writes `started-<i>` (its
 start time) and waits for the file `release`. When the runner logs that an interrupt
-reached it, the child writes `interrupted`; once the flow has raised, it writes
+reached it, the child writes `interrupted` (the message); once the flow has raised, it writes
 `results.json` (each run's final state) and lets the exception end the process.
 """
 
@@ -80,9 +80,10 @@ class _Marker(logging.Handler):
         self.folder = folder
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "had not started" in record.getMessage():
+        message = record.getMessage()
+        if "had not started" in message:
             marker = self.folder / "interrupted"
-            marker.with_suffix(".tmp").write_text(repr(time.time()))
+            marker.with_suffix(".tmp").write_text(message)
             marker.with_suffix(".tmp").replace(marker)
 
 

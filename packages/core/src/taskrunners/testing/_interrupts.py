@@ -18,6 +18,7 @@ the same case as a function, for a runner's own tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ from taskrunners.lowlevel import dumps
 
 from ._interrupt_child import RUNS
 
-__all__ = ["InterruptOutcome", "InterruptTests", "descendants", "run_interrupted"]
+__all__ = ["InterruptOutcome", "InterruptTests", "check_interrupted", "descendants", "run_interrupted"]
 
 #: The grace period the child's runner gets: far longer than any test waits, so that a
 #: child that ends in time did not do it by running out of grace.
@@ -170,13 +171,19 @@ def run_interrupted(
         for again in signals[1:]:
             child.send_signal(again)
             sent = time.monotonic()
-        released = None
-        if release:
-            released = _release(folder)
+        # With runs still running, release them now: they may finish in the grace period.
+        # With none (the engine cancelled them), release once the child is done: a run
+        # that starts then is code running after its flow ended.
+        running = "no run is running" not in (folder / "interrupted").read_text()
+        released = _release(folder) if release and running else None
         _wait_for(folder / "results.json", child, deadline, "the child reported its runs")
         stopped_in = time.monotonic() - sent
-        if not release:
-            _release(folder)
+        if released is None:
+            if release:
+                with contextlib.suppress(subprocess.TimeoutExpired):  # one that waits for it at exit
+                    child.wait(timeout=deadline)
+            at = _release(folder)
+            released = at if release else None
         try:
             _, stderr = child.communicate(timeout=deadline)
         except subprocess.TimeoutExpired:
@@ -233,14 +240,14 @@ class InterruptTests:
     ) -> None:
         outcome = self._interrupted(task_runner_in_child, tmp_path)
         assert outcome.returncode in (-signal.SIGINT, 130), outcome.stderr[-4000:]
-        check_runs(outcome, "SIGINT (Ctrl-C)")
+        check_interrupted(outcome, "SIGINT (Ctrl-C)")
 
     def test_sigterm_ends_unstarted_runs_and_exits_143(
         self, task_runner_in_child: TaskRunner | str, tmp_path: Path
     ) -> None:
         outcome = self._interrupted(task_runner_in_child, tmp_path, signals=(signal.SIGTERM,))
         assert outcome.returncode == 143, outcome.stderr[-4000:]
-        check_runs(outcome, "SIGTERM")
+        check_interrupted(outcome, "SIGTERM")
 
     def test_second_ctrl_c_stops_running_runs_at_once(
         self, task_runner_in_child: TaskRunner | str, tmp_path: Path
@@ -250,12 +257,12 @@ class InterruptTests:
         )
         assert outcome.returncode in (-signal.SIGINT, 130), outcome.stderr[-4000:]
         assert outcome.stopped_in < CHILD_GRACE / 4, "the second Ctrl-C did not cut the grace period short"
-        check_runs(outcome, "SIGINT (Ctrl-C)")
+        check_interrupted(outcome, "SIGINT (Ctrl-C)")
         for run in outcome.runs:
             assert run["type"] == "CRASHED", f"{run['name']} ended {run['type']}, not stopped"
 
 
-def check_runs(outcome: InterruptOutcome, signal_name: str) -> None:
+def check_interrupted(outcome: InterruptOutcome, signal_name: str) -> None:
     """The checks every interrupt shares: runs final, unstarted ones CRASHED naming the
     signal, nothing started after the release, no process left behind."""
     assert len(outcome.runs) == RUNS
