@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
+from ._interrupts import Terminated
 from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tasks import Task, task
@@ -73,6 +74,7 @@ __all__ = [
     "TaskRunCancelled",
     "TaskTimeoutError",
     "WaitTimeout",
+    "Terminated",
     "TaskRunnersWarning",
     "UnobservedFailureWarning",
     "__version__",
