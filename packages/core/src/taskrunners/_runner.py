@@ -248,13 +248,12 @@ class TaskRunner(abc.ABC):
             running = len(self.open_runs())
             grace = _interrupts.shutdown_grace(self.__grace)
             _interrupts.logger.warning(
-                "taskrunners: %s: %d run(s) that had not started end CRASHED; %s",
+                "taskrunners: %s: %d run(s) end CRASHED without finishing; %s",
                 self.__interruption,
                 crashed,
-                f"waiting up to {grace:g} s for {running} running run(s) to finish "
-                "(interrupt again to stop them now)"
+                f"waiting up to {grace:g} s for {running} run(s) in progress (interrupt again to stop them now)"
                 if running
-                else "no run is running",
+                else "no run is in progress",
             )
             if not running or self.wait_idle(grace):
                 return ""

@@ -81,7 +81,7 @@ class _Marker(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if "had not started" in message:
+        if "end CRASHED without finishing" in message:
             marker = self.folder / "interrupted"
             marker.with_suffix(".tmp").write_text(message)
             marker.with_suffix(".tmp").replace(marker)

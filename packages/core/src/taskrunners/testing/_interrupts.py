@@ -174,7 +174,7 @@ def run_interrupted(
         # With runs still running, release them now: they may finish in the grace period.
         # With none (the engine cancelled them), release once the child is done: a run
         # that starts then is code running after its flow ended.
-        running = "no run is running" not in (folder / "interrupted").read_text()
+        running = "no run is in progress" not in (folder / "interrupted").read_text()
         released = _release(folder) if release and running else None
         _wait_for(folder / "results.json", child, deadline, "the child reported its runs")
         stopped_in = time.monotonic() - sent
