@@ -393,6 +393,8 @@ def _why(cause: BaseException) -> tuple[str, bool]:
             return reason, True
     if isinstance(cause, rx.TaskCancelledError):
         return "Ray cancelled it", False
+    if isinstance(cause, rx.GetTimeoutError):
+        return f"Ray said it had ended, but its final state could not be fetched within {FETCH_SECONDS:g} s", False
     text = str(cause).strip().splitlines()
     return f"Ray could not run it: {type(cause).__name__}: {text[0] if text else ''}", False
 
@@ -501,6 +503,10 @@ class _Watcher:
                     logger.exception("taskrunners-ray: finishing run %r failed", sent.run.info.name)
 
 
+#: Seconds to fetch the final state of a run that Ray says is ready, before the run
+#: ends CRASHED saying so (the watcher thread never blocks for good on one run).
+FETCH_SECONDS = 60.0
+
 #: The outcome of a run whose (completed) state is large: left in the object store.
 _LARGE = object()
 
@@ -519,12 +525,12 @@ def _outcomes(ray: Any, refs: list[Any]) -> list[Any]:
     small = [ref for ref in refs if ref not in large]
     values: dict[Any, Any] = {}
     try:
-        values = dict(zip(small, ray.get(small)))
+        values = dict(zip(small, ray.get(small, timeout=FETCH_SECONDS)))
     except Exception:
         for ref in small:
             try:
-                values[ref] = ray.get(ref)
-            except Exception as exc:
+                values[ref] = ray.get(ref, timeout=FETCH_SECONDS)
+            except Exception as exc:  # a GetTimeoutError ends the run CRASHED, saying so
                 values[ref] = exc
     return [_LARGE if ref in large else values[ref] for ref in refs]
 
