@@ -51,7 +51,9 @@ def resolve_runner(spec: RunnerSpec) -> TaskRunner:
         return load_runner(spec)()
     if isinstance(spec, TaskRunner):
         runner = spec.duplicate()
-        runner.shutdown_grace = spec.shutdown_grace
+        grace = spec.shutdown_grace
+        if grace is not None:
+            runner.shutdown_grace = grace
         return runner
     if isinstance(spec, type) and issubclass(spec, TaskRunner):
         return spec()

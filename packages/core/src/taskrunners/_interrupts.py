@@ -102,6 +102,14 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+try:  # the C functions: `signal.signal` converts to and from enums, 4x the cost per flow
+    import _signal as _raw
+except ImportError:  # pragma: no cover - another interpreter
+    _raw = signal  # type: ignore[no-redef]
+_SIGTERM = int(signal.SIGTERM)
+_DEFAULT = _raw.SIG_DFL
+
+
 class SigtermGuard:
     """Turns SIGTERM into `Terminated` for the length of a flow run.
 
@@ -117,21 +125,21 @@ class SigtermGuard:
         self._previous: Any = None
         if threading.current_thread() is not threading.main_thread():
             return
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        if _raw.getsignal(_SIGTERM) != _DEFAULT:
             return
         with contextlib.suppress(ValueError, OSError):  # no signals here (an embedded interpreter)
-            signal.signal(signal.SIGTERM, _raise_terminated)
-            self._previous = signal.SIG_DFL
+            _raw.signal(_SIGTERM, _raise_terminated)
+            self._previous = _DEFAULT
 
     def reclaim(self) -> None:
         """Install the handler again if something replaced it since."""
-        if self._previous is not None and signal.getsignal(signal.SIGTERM) is not _raise_terminated:
-            signal.signal(signal.SIGTERM, _raise_terminated)
+        if self._previous is not None and _raw.getsignal(_SIGTERM) is not _raise_terminated:
+            _raw.signal(_SIGTERM, _raise_terminated)
 
     def restore(self) -> None:
         """Put back the handler that was there before."""
         if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+            _raw.signal(_SIGTERM, self._previous)
             self._previous = None
 
 
