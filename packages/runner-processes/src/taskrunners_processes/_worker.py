@@ -165,9 +165,10 @@ def _run_batch(
     execute = RunSpec.execute
     run_info = TaskRunInfo.from_wire
     flushed = time.monotonic()
+    stopping = draining.is_set
     for position, (index, info, parameters, slotted, required, upstream_runs, states) in enumerate(wires):
         number = info[0]
-        if draining.is_set():  # an interrupt: report what ran, hand back the rest unstarted
+        if stopping():  # an interrupt: report what ran, hand back the rest unstarted
             progress.value = -1
             rest = [wire[1][0] for wire in wires[position:]]
             conn.send_bytes(pickle.dumps((done, others, rest), _PROTOCOL))
