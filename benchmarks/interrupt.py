@@ -107,12 +107,17 @@ def measure(runner: str, signum: int, deadline: float, settle: float) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runners", nargs="*", default=list(RUNNERS), help="runner names (default: all four)")
     parser.add_argument("--signal", default="INT", choices=("INT", "TERM"), help="the signal to send")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds before giving up on a child")
     parser.add_argument(
-        "--settle", type=float, default=0.5, help="signal once no run has started for this long (0: at the first)"
+        "--settle",
+        type=float,
+        default=0.5,
+        help="signal once no run has started for this long (0: at the first)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()

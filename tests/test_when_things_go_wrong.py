@@ -39,7 +39,7 @@ def quoted() -> list[str]:
         if line.startswith("```"):
             inside = line.strip() == "```text"
             continue
-        if inside and (line.startswith("task run 'NAME' crashed:") or line.startswith("taskrunners:")):
+        if inside and line.startswith(("task run 'NAME' crashed:", "taskrunners:")):
             lines.append(line)
     return lines
 
@@ -48,7 +48,7 @@ def pattern(line: str) -> re.Pattern[str]:
     text = re.escape(line)
     text = re.sub(r"\d+(?:\\\.\d+)?", r"[\\d.]+", text)
     for word, regex in (("NAME", r"[\w.-]+"), ("PID", r"\d+"), ("CODE", r"-?\d+"), ("N", r"\d+")):
-        text = re.sub(rf"\b{word}\b", lambda _: regex, text)
+        text = re.sub(rf"\b{word}\b", lambda _, regex=regex: regex, text)
     return re.compile(text + "$")
 
 
@@ -86,7 +86,9 @@ def logged() -> Any:
     logger.removeHandler(handler)
 
 
-def interrupted(runner: ThreadPoolTaskRunner, body: Any, raised: type[BaseException] = KeyboardInterrupt) -> None:
+def interrupted(
+    runner: ThreadPoolTaskRunner, body: Any, raised: type[BaseException] = KeyboardInterrupt
+) -> None:
     with pytest.raises(raised):
         flow(task_runner=runner)(body)()
 
@@ -175,7 +177,9 @@ def test_every_quoted_message_is_a_real_one_and_back(logged: Messages) -> None:
     real = real_messages(logged)
     local = [line for line in lines if not any(loss in line for loss in CLUSTER_LOSSES)]
     for line in local:
-        assert any(pattern(line).match(message) for message in real), f"the page quotes {line!r}; runs said {real}"
+        assert any(pattern(line).match(message) for message in real), (
+            f"the page quotes {line!r}; runs said {real}"
+        )
     for message in real:  # the page quotes the Ctrl-C form of each; SIGTERM differs only in its name
         as_ctrl_c = message.replace("by SIGTERM", "by SIGINT (Ctrl-C)")
         assert any(pattern(line).match(m) for line in lines for m in (message, as_ctrl_c)), (

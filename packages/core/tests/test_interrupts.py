@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-
 from taskrunners import Future, RunnerLifecycleError, Task, TaskRunner, Terminated, flow, task
 from taskrunners.lowlevel import PreparedRun
 
@@ -55,7 +54,9 @@ def test_runs_that_outlast_the_grace_period_end_crashed_saying_so() -> None:
         raise KeyboardInterrupt
     message = str(future.state.exception)
     assert future.state.is_crashed()
-    assert "interrupted by SIGINT (Ctrl-C), and the run did not finish within the 0.05 s grace period" in message
+    assert (
+        "interrupted by SIGINT (Ctrl-C), and the run did not finish within the 0.05 s grace period" in message
+    )
     assert runner.shutdowns == [True]
 
 

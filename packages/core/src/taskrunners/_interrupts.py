@@ -10,6 +10,7 @@ period for those that have, and shuts the runner down (see `docs/when-things-go-
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -102,10 +103,11 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+_raw: Any
 try:  # the C functions: `signal.signal` converts to and from enums, 4x the cost per flow
-    import _signal as _raw
+    _raw = importlib.import_module("_signal")
 except ImportError:  # pragma: no cover - another interpreter
-    _raw = signal  # type: ignore[no-redef]
+    _raw = signal
 _SIGTERM = int(signal.SIGTERM)
 _DEFAULT = _raw.SIG_DFL
 
@@ -158,8 +160,12 @@ def held_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    swapped: list[tuple[int, Any]] = []
-    for signum, ours in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_terminated)):
+    swapped: list[tuple[signal.Signals, Any]] = []
+    candidates: tuple[tuple[signal.Signals, Any], ...] = (
+        (signal.SIGINT, signal.default_int_handler),
+        (signal.SIGTERM, _raise_terminated),
+    )
+    for signum, ours in candidates:
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(signum) is ours:
                 signal.signal(signum, _hold)
@@ -167,6 +173,6 @@ def held_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in swapped:
+        for held, handler in swapped:
             with contextlib.suppress(ValueError, OSError):
-                signal.signal(signum, handler)
+                signal.signal(held, handler)

@@ -143,7 +143,7 @@ def run_interrupted(
     else:
         try:
             (folder / "runner.pickle").write_bytes(dumps(runner))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any pickling error: the test cannot run
             pytest.skip(
                 f"the runner cannot be pickled for the child process ({exc}); override the "
                 "`task_runner_in_child` fixture to return 'module:function' or 'file.py:function' "
