@@ -194,3 +194,32 @@ def test_a_flow_outside_the_main_thread_installs_nothing() -> None:
     thread.start()
     thread.join(LONG)
     assert seen == [signal.SIG_DFL]
+
+
+def test_cancelling_an_async_flow_interrupts_its_runner() -> None:
+    import asyncio
+
+    runner = StartedRunner()
+    runner.shutdown_grace = 0
+    futures: list[Future[Any]] = []
+
+    async def main() -> None:
+        submitted = asyncio.Event()
+
+        @flow(task_runner=runner)
+        async def cancelled() -> None:
+            futures.append(add.submit(1, 2))
+            submitted.set()
+            await asyncio.sleep(LONG)
+
+        running = asyncio.ensure_future(cancelled())
+        await submitted.wait()
+        running.cancel()  # what asyncio.run does to its main task on Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(main())
+    assert "interrupted by asyncio cancellation (asyncio.run sends it on Ctrl-C)" in str(
+        futures[0].state.exception
+    )
+    assert runner.shutdowns == [True]

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -27,6 +28,7 @@ __all__ = [
     "check_grace",
     "held_signals",
     "interrupt_name",
+    "is_interrupt",
     "shutdown_grace",
 ]
 
@@ -59,13 +61,27 @@ class Terminated(SystemExit):
 
 def interrupt_name(exc: BaseException | type[BaseException]) -> str:
     """How an interrupt is named in the reasons of the runs it ends: `SIGINT (Ctrl-C)`,
-    `SIGTERM`, or the exception's type (a `SystemExit` the program raised, say)."""
+    `SIGTERM`, asyncio's cancellation of an async flow, or the exception's type (a
+    `SystemExit` the program raised, say)."""
     kind = exc if isinstance(exc, type) else type(exc)
     if issubclass(kind, KeyboardInterrupt):
         return "SIGINT (Ctrl-C)"
     if issubclass(kind, Terminated):
         return "SIGTERM"
+    if _is_cancellation(kind):
+        return "asyncio cancellation (asyncio.run sends it on Ctrl-C)"
     return kind.__name__
+
+
+def is_interrupt(kind: type[BaseException]) -> bool:
+    """Whether `kind` unwinds a runner's `with` block as an interrupt: Ctrl-C, SIGTERM,
+    an exit, or asyncio's cancellation of an async flow (`asyncio.run` on Ctrl-C)."""
+    return issubclass(kind, (KeyboardInterrupt, SystemExit)) or _is_cancellation(kind)
+
+
+def _is_cancellation(kind: type[BaseException]) -> bool:
+    asyncio = sys.modules.get("asyncio")  # not imported for this: `import taskrunners` stays light
+    return asyncio is not None and issubclass(kind, asyncio.CancelledError)
 
 
 def check_grace(value: object, what: str) -> float:

@@ -204,9 +204,9 @@ class TaskRunner(abc.ABC):
         finish (a second interrupt ends the wait); then `shutdown(interrupted=True)`
         stops the runner, and the runs still open end CRASHED.
         """
-        interrupt = exc if exc_type is not None and issubclass(exc_type, _INTERRUPTS) else None
-        if interrupt is None and exc_type is not None and issubclass(exc_type, _INTERRUPTS):
-            interrupt = exc_type()
+        interrupt = None
+        if exc_type is not None and _interrupts.is_interrupt(exc_type):
+            interrupt = exc if exc is not None else exc_type()
         reason = ""
         try:
             if interrupt is not None:
