@@ -222,4 +222,3 @@ def test_cancelling_an_async_flow_interrupts_its_runner() -> None:
     assert "interrupted by asyncio cancellation (asyncio.run sends it on Ctrl-C)" in str(
         futures[0].state.exception
     )
-    assert runner.shutdowns == [True]
