@@ -16,6 +16,7 @@ Targets: exit within 5 s, and no run started after the signal, on every runner.
 
     python benchmarks/interrupt.py                       # threads processes dask ray
     python benchmarks/interrupt.py threads processes --signal TERM
+    python benchmarks/interrupt.py --group               # to the process group, as a terminal does
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ if __name__ == "__main__":
 """
 
 
-def measure(runner: str, signum: int, deadline: float, settle: float) -> dict[str, object]:
+def measure(
+    runner: str, signum: int, deadline: float, settle: float, group: bool = False
+) -> dict[str, object]:
     """Run the busy flow on `runner` in a child, signal it once its first run starts."""
     with tempfile.TemporaryDirectory(prefix="taskrunners-interrupt-") as folder:
         script = Path(folder) / "busy.py"
@@ -67,6 +70,7 @@ def measure(runner: str, signum: int, deadline: float, settle: float) -> dict[st
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=group,
         )
         try:
             limit = time.monotonic() + deadline
@@ -82,7 +86,10 @@ def measure(runner: str, signum: int, deadline: float, settle: float) -> dict[st
                 time.sleep(0.01)
             signalled = time.time()
             sent = time.monotonic()
-            child.send_signal(signum)
+            if group:  # as a terminal does: the whole foreground process group
+                os.killpg(child.pid, signum)
+            else:
+                child.send_signal(signum)
             try:
                 _, stderr = child.communicate(timeout=deadline)
             except subprocess.TimeoutExpired:
@@ -119,13 +126,18 @@ def main() -> None:
         default=0.5,
         help="signal once no run has started for this long (0: at the first)",
     )
+    parser.add_argument(
+        "--group",
+        action="store_true",
+        help="signal the child's whole process group, as a terminal's Ctrl-C does",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     signum = int(signal.SIGINT if args.signal == "INT" else signal.SIGTERM)
     rows = []
     print(f"{'runner':<10} {'signal':<7} {'exit s':>7} {'status':>6} {'before':>6} {'after':>5}  met")
     for runner in args.runners:
-        row = measure(runner, signum, args.deadline, args.settle)
+        row = measure(runner, signum, args.deadline, args.settle, args.group)
         rows.append(row)
         print(
             f"{runner:<10} {row['signal']:<7} {row['exit_seconds']:>7} {row['exit_status']!s:>6} "
