@@ -31,7 +31,7 @@ from typing import Any
 from taskrunners import State, StateType, Task
 from taskrunners.lowlevel import PreparedRun, RunSpec, dumps, loads
 
-from ._worker import DRAIN, INIT_FAILED, READY, Reply, Wire, worker_main
+from ._worker import INIT_FAILED, READY, Reply, Wire, worker_main
 
 #: The most runs sent to a worker in one message.
 MAX_BATCH = 512
@@ -128,7 +128,7 @@ class WorkerPool:
         self._closed = False
         self._abort = False  # closed by an interrupt: stop the workers at once
         self._draining: str | None = None  # an interrupt: start nothing more (why, as a crash reason)
-        self._drain_sent = False
+        self._stop: Any = None  # shared with the workers (made at boot): set, they start nothing more
         self._broken: str | None = None  # why the pool cannot run anything any more
         self._broken_cause: BaseException | None = None
         self._start_failures = 0  # workers in a row that exited before being ready
@@ -164,6 +164,7 @@ class WorkerPool:
             if self._thread is not None or self._broken is not None or self._closed:
                 return
             try:
+                self._stop = self._context.RawValue("b", 1 if self._draining is not None else 0)
                 for _ in range(self.max_workers):
                     self._spawn()
                 thread = threading.Thread(
@@ -223,6 +224,8 @@ class WorkerPool:
         with self._lock:
             self._closed = True
             self._draining = reason
+            if self._stop is not None:
+                self._stop.value = 1  # at once in every worker: no message to wait for
             runs = _flatten(self._queue)
             self._queue.clear()
             self._queued = 0
@@ -277,13 +280,7 @@ class WorkerPool:
                         self._wake_pending = False
                     if self._abort or (self._closed and not self._queue and not self._in_flight):
                         break
-                    drain = self._draining is not None and not self._drain_sent
-                    self._drain_sent = self._drain_sent or drain
                     sends, missing = self._plan()
-                if drain:
-                    for worker in self._workers:
-                        with contextlib.suppress(OSError):  # gone: its sentinel tells
-                            worker.conn.send_bytes(DRAIN)
                 freed = False
                 for worker, runs, message in sends:
                     freed = not self._send(worker, runs, message) or freed
@@ -480,7 +477,7 @@ class WorkerPool:
             progress = self._context.RawValue("q", -1)
             process = self._context.Process(
                 target=worker_main,
-                args=(child_end, progress, self._setup),
+                args=(child_end, progress, self._stop, self._setup),
                 name="taskrunners-processes-worker",
                 daemon=True,
             )

@@ -9,9 +9,7 @@ half):
   `(task_index, info, parameters, slotted, required, upstream_runs, upstream_states)`
   (a `RunSpec` wire form with its task replaced by an index into `tasks`). The tasks
   travel apart so that a task pickled by value costs one pickle per batch and the runs
-  stay on the fast standard pickler. An empty message asks the worker to exit;
-  `DRAIN` asks it to start no more runs (after an interrupt): it reports the runs of
-  its batches that it has not started in `split`.
+  stay on the fast standard pickler. An empty message asks the worker to exit.
 - worker to parent: the standard pickle of `(done, others, split)` for the runs
   finished since the last reply: `done` holds `(number, value, attempt, started,
   timestamp)` for each run that COMPLETED with a value of a plain builtin type,
@@ -24,7 +22,11 @@ half):
   traceback text if the initializer raised.
 
 `progress` (shared memory) holds the number of the run being executed (-1 between
-runs), so that the parent knows which run a dead worker was executing.
+runs), so that the parent knows which run a dead worker was executing. `stop` (shared
+memory, one for the pool) is set by the parent after an interrupt: a worker then
+starts no more runs and reports the rest of its batch in `split`. The worker writes
+`progress` before it reads `stop`, so a run whose start the parent did not stop in time
+was already under way when the interrupt came.
 """
 
 from __future__ import annotations
@@ -51,8 +53,6 @@ FLUSH_SECONDS = 0.02
 #: protocol marker, b"\x80").
 READY = b"R"
 INIT_FAILED = b"I"
-#: Parent to worker: start no more runs (see the module's docstring).
-DRAIN = b"D"
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _COMPLETED = StateType.COMPLETED
@@ -84,7 +84,7 @@ class RemoteError(Exception):
         self.type_name = type_name
 
 
-def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
+def worker_main(conn: Connection, progress: Any, stop: Any, setup: bytes) -> None:
     """The worker process's main loop.
 
     `setup` is the pickle of `(initializer, initargs, preload)`, `preload` naming
@@ -110,9 +110,8 @@ def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
     # waits to write the next one (and never deadlocks with a worker that writes a
     # large reply while the parent writes to it).
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    draining = threading.Event()
     reader = threading.Thread(
-        target=_read, args=(conn, inbox, draining), name="taskrunners-processes-reader", daemon=True
+        target=_read, args=(conn, inbox), name="taskrunners-processes-reader", daemon=True
     )
     reader.start()
     with NestedRunner() as nested, using_runner(nested):
@@ -122,20 +121,16 @@ def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
                 message = inbox.get()
                 if not message:
                     break
-                _run_batch(conn, progress, message, nested, draining)
+                _run_batch(conn, progress, stop, message, nested)
         finally:
             conn.close()
 
 
-def _read(conn: Connection, inbox: queue.SimpleQueue[bytes], draining: threading.Event) -> None:
-    """Move the messages of the parent into `inbox`, then an empty one at the end;
-    set `draining` when the parent says `DRAIN`."""
+def _read(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
+    """Move the messages of the parent into `inbox`, then an empty one at the end."""
     try:
         while True:
             message = conn.recv_bytes()
-            if message == DRAIN:
-                draining.set()
-                continue
             inbox.put(message)
             if not message:
                 return
@@ -143,15 +138,10 @@ def _read(conn: Connection, inbox: queue.SimpleQueue[bytes], draining: threading
         inbox.put(b"")
 
 
-def _run_batch(
-    conn: Connection, progress: Any, message: bytes, nested: NestedRunner, draining: threading.Event
-) -> None:
+def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, nested: NestedRunner) -> None:
     blobs, numbers, payload = pickle.loads(message)
     done: list[Any] = []
     others: list[Any] = []
-    if draining.is_set():  # an interrupt: hand the whole batch back unstarted
-        conn.send_bytes(pickle.dumps(([], [], list(numbers)), _PROTOCOL))
-        return
     try:
         wires: list[Wire] = loads(payload)
     except BaseException as exc:
@@ -165,19 +155,18 @@ def _run_batch(
     execute = RunSpec.execute
     run_info = TaskRunInfo.from_wire
     flushed = time.monotonic()
-    stopping = draining.is_set
     for position, (index, info, parameters, slotted, required, upstream_runs, states) in enumerate(wires):
         number = info[0]
-        if stopping():  # an interrupt: report what ran, hand back the rest unstarted
-            progress.value = -1
-            rest = [wire[1][0] for wire in wires[position:]]
-            conn.send_bytes(pickle.dumps((done, others, rest), _PROTOCOL))
-            return
         task = tasks[index]
         if isinstance(task, BaseException):
             others.append((number, _unloadable(task), None))
             continue
         progress.value = number
+        if stop.value:  # an interrupt: report what ran, hand back the rest unstarted
+            progress.value = -1
+            rest = [wire[1][0] for wire in wires[position:]]
+            conn.send_bytes(pickle.dumps((done, others, rest), _PROTOCOL))
+            return
         # The wire's pieces are already a tuple and a frozenset: build the spec directly.
         upstream = tuple(run_info(run) for run in upstream_runs) if upstream_runs else ()
         spec = RunSpec(task, run_info(info), parameters, slotted, required, upstream)
