@@ -219,4 +219,4 @@ def test_an_interrupt_crashes_the_runs_the_executor_has_not_started() -> None:
 
     assert held.result() == "held"  # a started run is waited for
     assert queued.state.is_crashed() and queued.state.attempt == 0  # never started
-    assert "cancelled it before it started" in str(queued.state.exception)
+    assert "interrupted by SIGINT (Ctrl-C) before the run started" in str(queued.state.exception)

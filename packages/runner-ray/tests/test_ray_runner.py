@@ -419,7 +419,7 @@ class TestOnCluster:
         began = time.monotonic()
         runner.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)  # as `with` does on Ctrl-C
         assert time.monotonic() - began < 30
-        assert future.state.is_crashed() and "interrupted by KeyboardInterrupt" in str(future.state.exception)
+        assert future.state.is_crashed() and "interrupted by SIGINT (Ctrl-C)" in str(future.state.exception)
         assert not runner.started
 
     def test_a_worker_killed_mid_run_crashes_that_run_only(

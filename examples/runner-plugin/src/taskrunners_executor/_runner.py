@@ -126,7 +126,7 @@ class ExecutorTaskRunner(TaskRunner):
                 run.crash(f"it could not be handed to the executor: {type(exc).__name__}: {exc}", exc)
             return
         run.future.native = work
-        work.add_done_callback(lambda done: _finish(run, done))
+        work.add_done_callback(lambda done: _finish(run, done, self.interruption))
 
 
 def _execute(spec: bytes, upstream_states: list[State[Any]]) -> bytes:
@@ -136,10 +136,11 @@ def _execute(spec: bytes, upstream_states: list[State[Any]]) -> bytes:
     return run.dumps_state(run.execute(upstream_states))  # never raises
 
 
-def _finish(run: PreparedRun, done: ExecutorFuture[Any]) -> None:
+def _finish(run: PreparedRun, done: ExecutorFuture[Any], interruption: str | None) -> None:
     """Move the run's future to the final state that `execute` returned on the worker."""
-    if done.cancelled():
-        run.crash("the executor cancelled it before it started")
+    if done.cancelled():  # by `take_back_unstarted` after an interrupt, or by someone else
+        reason = "the executor cancelled it before it started"
+        run.crash(f"{interruption} before the run started" if interruption else reason)
         return
     error = done.exception()  # `execute` never raises: an error here is the executor's
     if error is not None:  # a lost worker, an unpicklable result: never leave the run open

@@ -35,6 +35,7 @@ from ._errors import (
 from ._flowrun import FlowRunInfo
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
+from ._interrupts import Terminated
 from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tasks import Task, task
@@ -92,6 +93,7 @@ __all__ = [
     "WaitTimeout",
     "FailedRun",
     "FlowTimeoutError",
+    "Terminated",
     "TaskRunnersWarning",
     "UnobservedFailureWarning",
     "__version__",

@@ -420,7 +420,8 @@ class PreparedRun:
     # -- upstream runs ----------------------------------------------------------------
 
     def when_ready(self, fn: Callable[[PreparedRun], object]) -> None:
-        """Call `fn(self)` once every upstream future is final (at once if there are none).
+        """Call `fn(self)` once every upstream future is final (at once if there are none),
+        unless the run itself is final by then (an interrupt crashed it).
 
         `fn` runs in the thread that finishes the last upstream run: keep it short
         (hand the run to a queue or an executor).
@@ -435,7 +436,7 @@ class PreparedRun:
             with _lock:
                 remaining[0] -= 1
                 last = remaining[0] == 0
-            if last:
+            if last and not self.future.done():  # not one an interrupt crashed meanwhile
                 fn(self)
 
         for future in upstream:
@@ -532,8 +533,11 @@ class PreparedRun:
     def run_here(self) -> None:
         """Execute in this thread and move the future to each state reached.
 
-        For runners that run tasks in this process, once `when_ready` has fired.
+        For runners that run tasks in this process, once `when_ready` has fired. A run
+        that is final already (an interrupt crashed it) does not start.
         """
+        if self.future._state is not None and self.future.done():
+            return
         try:
             state = self.spec.execute(self.upstream_states(), self.set_state)
         except BaseException as exc:  # a fault outside the task's code: never leave it open

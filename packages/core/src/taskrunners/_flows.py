@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, Union, overload
 
 from . import _context
-from ._errors import DefinitionError, FlowTimeoutError, TaskRunCancelled, TaskRunCrashed, UpstreamFailedError
+from ._errors import DefinitionError, FlowTimeoutError, TaskRunCrashed, UpstreamFailedError
 from ._flowrun import FlowRunInfo, await_with_timeout, call_with_timeout
 from ._futures import Future
 from ._hooks import FINAL_HOOKS, check_hooks, render_name, run_hooks
 from ._prefect_options import refuse
 from ._returned import MARKERS, returned_state
+from ._interrupts import SigtermGuard
 from ._runner import TaskRunner
 from ._states import State, StateType
 from ._tags import current_tags
@@ -55,7 +56,11 @@ def resolve_runner(spec: RunnerSpec) -> TaskRunner:
 
         return load_runner(spec)()
     if isinstance(spec, TaskRunner):
-        return spec.duplicate()
+        runner = spec.duplicate()
+        grace = spec.shutdown_grace
+        if grace is not None:
+            runner.shutdown_grace = grace
+        return runner
     if isinstance(spec, type) and issubclass(spec, TaskRunner):
         return spec()
     raise DefinitionError(
@@ -326,8 +331,10 @@ class Flow(Generic[P, R]):
         )
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
+        sigterm = SigtermGuard()  # SIGTERM unwinds like Ctrl-C while the flow runs
         try:
             with runner:
+                sigterm.reclaim()  # from an engine that took it over as it started
                 if info is None and not self.retries and self.timeout_seconds is None:
                     try:  # the common case, inline: one attempt, nothing to report
                         value = self.fn(*call_args, **call_kwargs)
@@ -344,6 +351,7 @@ class Flow(Generic[P, R]):
             self._crashed(info, exc)
             raise
         finally:
+            sigterm.restore()
             _context.current_runner_var.reset(token)
         if info is not None:
             self._final_hooks(info, state)
@@ -438,8 +446,10 @@ class Flow(Generic[P, R]):
         info = self._flow_run(args, kwargs) if self.flow_run_name is not None or any(self._hook_lists) else None
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
+        sigterm = SigtermGuard()
         try:
             runner.__enter__()
+            sigterm.reclaim()
             try:
                 attempt = 0
                 while True:
@@ -456,10 +466,6 @@ class Flow(Generic[P, R]):
                         plain = value if _only_states(value) else _UNBOUND
                     except Exception as exc:
                         state, plain = _failed(exc, attempt), _UNBOUND
-                    except asyncio.CancelledError as exc:
-                        error = TaskRunCancelled(f"flow run {self._label(info)!r} was cancelled")
-                        error.__cause__ = exc
-                        state, plain = State(StateType.CANCELLED, exception=error, attempt=attempt), _UNBOUND
                     if state.type is StateType.FAILED and attempt <= self.retries:
                         await asyncio.sleep(_delay(self.retry_delay_seconds, attempt))
                         continue
@@ -473,6 +479,7 @@ class Flow(Generic[P, R]):
                 raise
             runner.__exit__(None, None, None)
         finally:
+            sigterm.restore()
             _context.current_runner_var.reset(token)
         if info is not None:
             self._final_hooks(info, state)

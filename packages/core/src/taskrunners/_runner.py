@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _context
+from . import _context, _interrupts
 from ._engine import PreparedRun, RunSpec, TaskRunInfo
 from ._errors import DependencyError, RunnerLifecycleError, UnobservedFailureWarning
 from ._futures import Future, FutureList
@@ -76,6 +76,9 @@ class Capability(str, enum.Enum):
     OUT_OF_PROCESS = "out-of-process"
 
 
+#: What unwinds through a runner's `with` block as an interrupt (Ctrl-C, SIGTERM, exit).
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
 #: How many unobserved failed runs a warning names before it only counts the rest.
 _NAMED_IN_WARNING = 5
 
@@ -92,6 +95,8 @@ class TaskRunner(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     known_conformance_failures: ClassVar[Mapping[str, str]] = {}
     __started = False
+    __grace: float | None = None
+    __interruption: str | None = None
 
     # -- to implement -----------------------------------------------------------------
 
@@ -145,18 +150,23 @@ class TaskRunner(abc.ABC):
         nothing.
 
         Args:
-            interrupted: An interrupt (`KeyboardInterrupt`, `SystemExit`) is unwinding:
-                do not wait for anything more. Runs still open after `shutdown`
-                returns end CRASHED.
+            interrupted: An interrupt (`KeyboardInterrupt`, `SystemExit`) is unwinding
+                and the grace period is over: do not wait for runs any more, stop the
+                workers, pools and clusters the runner started (leaving no process
+                behind), in bounded time. Runs still open after `shutdown` returns end
+                CRASHED.
         """
 
     def take_back_unstarted(self) -> Iterable[PreparedRun]:
         """Withdraw the runs handed over that have not started; hook for implementations.
 
-        Called when an interrupt unwinds through the runner's `with` block: the base
-        crashes the runs returned, and waits for the others. The default withdraws
-        nothing. A runner with a queue of its own returns what it removed from it; a
-        runner whose engine can cancel runs cancels them there and returns them.
+        Called when an interrupt unwinds through the runner's `with` block (with
+        `interruption` set): the base crashes the runs returned, and those waiting for
+        upstream runs, then waits up to `shutdown_grace` seconds for the others. The
+        default withdraws nothing. A runner with a queue of its own returns what it
+        removed from it, and starts nothing more; a runner whose engine can cancel runs
+        cancels them there and returns them. Runs that come back later (a worker hands
+        back runs it had not started) are crashed by the runner with `interruption`.
         """
         return ()
 
@@ -173,6 +183,7 @@ class TaskRunner(abc.ABC):
         self.__idle_waiters = 0
         self.__failed: list[Future[Any]] = []
         self.__idle_callbacks: list[Callable[[], object]] = []
+        self.__interruption = None
         self.__started = True
         try:
             self.start()
@@ -190,34 +201,102 @@ class TaskRunner(abc.ABC):
         """Wait until every run handed to this runner is final, shut the runner down,
         then warn about failed runs that nobody looked at.
 
-        When an interrupt (`KeyboardInterrupt`, `SystemExit`) is unwinding, or arrives
-        while waiting, the runs that `take_back_unstarted()` returns end CRASHED, and
-        so does every run still open once `shutdown(interrupted=True)` returns.
+        When an interrupt (`KeyboardInterrupt`, `SystemExit`, `Terminated`) is
+        unwinding, or arrives while waiting: the runs that `take_back_unstarted()`
+        returns, and those still waiting for upstream runs, end CRASHED naming the
+        interrupt; the runs that are running get up to `shutdown_grace` seconds to
+        finish (a second interrupt ends the wait); then `shutdown(interrupted=True)`
+        stops the runner, and the runs still open end CRASHED.
         """
-        interrupted = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
+        interrupt = None
+        if exc_type is not None and _interrupts.is_interrupt(exc_type):
+            interrupt = exc if exc is not None else exc_type()
+        reason = ""
         try:
-            if interrupted:
-                assert exc_type is not None
-                self.__crash_unstarted(f"the flow was interrupted by {exc_type.__name__}")
-            try:
-                self.wait_idle()
-            except BaseException as waiting:
-                interrupted = True
-                self.__crash_unstarted(f"the flow was interrupted by {type(waiting).__name__}")
-                raise
+            if interrupt is not None:
+                reason = self.__interrupted(interrupt)
+            else:
+                try:
+                    self.wait_idle()
+                except BaseException as waiting:
+                    interrupt = waiting
+                    reason = self.__interrupted(waiting)
+                    raise
         finally:
             try:
-                self.shutdown(interrupted)
+                if interrupt is None:
+                    self.shutdown(False)
+                else:
+                    with _interrupts.held_signals():  # stopping workers: a Ctrl-C must not cut it short
+                        try:
+                            self.shutdown(True)
+                        finally:
+                            self.abandon(reason or f"{self.__interruption} before the run finished")
             finally:
-                if interrupted:
-                    self.abandon("the flow was interrupted before the run finished")
                 self.__started = False
         if exc_type is None or issubclass(exc_type, Exception):
             self.__warn_unobserved()
 
-    def __crash_unstarted(self, reason: str) -> None:
-        for run in self.take_back_unstarted():
-            run.crash(reason)
+    def __interrupted(self, interrupt: BaseException) -> str:
+        """End the runs that have not started, give the running ones the grace period,
+        and return the reason to crash those still open with."""
+        self.__interruption = f"the flow was interrupted by {_interrupts.interrupt_name(interrupt)}"
+        unstarted = f"{self.__interruption} before the run started"
+        try:
+            # Taken back: not started, or (Dask, Ray) cancelled by the engine while running.
+            withdrawn = f"{self.__interruption} before the run finished"
+            crashed = sum(run.crash(withdrawn) for run in self.take_back_unstarted())
+            for run in self.open_runs():  # runs waiting for upstream runs cannot have started
+                if run.upstream and not all(future.done() for future in run.upstream):
+                    crashed += run.crash(unstarted)
+            running = len(self.open_runs())
+            grace = _interrupts.shutdown_grace(self.__grace)
+            _interrupts.logger.warning(
+                "taskrunners: %s: %d run(s) end CRASHED without finishing; %s",
+                self.__interruption,
+                crashed,
+                f"waiting up to {grace:g} s for {running} run(s) in progress (interrupt again to stop them now)"
+                if running
+                else "no run is in progress",
+            )
+            if not running or self.wait_idle(grace):
+                return ""
+            _interrupts.logger.warning(
+                "taskrunners: %d run(s) did not finish within the %g s grace period; stopping them",
+                len(self.open_runs()),
+                grace,
+            )
+            return f"{self.__interruption}, and the run did not finish within the {grace:g} s grace period"
+        except _INTERRUPTS as again:
+            return (
+                f"{self.__interruption}, and a second interrupt ({_interrupts.interrupt_name(again)}) "
+                "stopped the run before it finished"
+            )
+
+    @property
+    def interruption(self) -> str | None:
+        """Why the runner is winding down after an interrupt, e.g. `"the flow was
+        interrupted by SIGINT (Ctrl-C)"`; `None` while no interrupt has reached it.
+
+        Set before `take_back_unstarted()` is called, for implementations that end runs
+        themselves later (a worker hands back runs it had not started).
+        """
+        return self.__interruption if self.__started else None
+
+    @property
+    def shutdown_grace(self) -> float | None:
+        """Seconds that running runs get to finish after an interrupt before the runner
+        stops them; `None` (the default) takes `TASKRUNNERS_SHUTDOWN_GRACE` from the
+        environment, else 5 seconds. Copied by the flow to the runner it starts.
+
+        Raises:
+            ValueError: Set to something other than `None` or a number of seconds >= 0.
+        """
+        return self.__grace
+
+    @shutdown_grace.setter
+    def shutdown_grace(self, seconds: float | None) -> None:
+        self.__grace = None if seconds is None else _interrupts.check_grace(seconds, "shutdown_grace")
 
     def abandon(self, reason: str, cause: BaseException | None = None) -> int:
         """End every open run of this runner CRASHED, for `reason`; returns how many.
@@ -260,13 +339,17 @@ class TaskRunner(abc.ABC):
         """Make the `PreparedRun` (spec and future) of one run, counted as open until final.
 
         Raises:
-            RunnerLifecycleError: The runner is not started.
+            RunnerLifecycleError: The runner is not started, or an interrupt reached it.
             DependencyError: The run would depend on the task run submitting it.
         """
         if not self.__started:
             raise RunnerLifecycleError(
                 f"{type(self).__name__} is not started: a runner accepts runs only inside "
                 "its `with` block. Use it as a flow's task_runner, or `with runner: ...`."
+            )
+        if self.__interruption is not None:
+            raise RunnerLifecycleError(
+                f"{type(self).__name__} takes no new runs ({task.name!r}): {self.__interruption}"
             )
         if task.task_run_name is None and not _tags_var.get():
             info = TaskRunInfo(task.name, task.tags)

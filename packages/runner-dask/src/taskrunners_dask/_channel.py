@@ -33,6 +33,8 @@ logger = logging.getLogger("taskrunners.dask")
 
 #: Seconds between scans for Dask tasks that ended without a report.
 SCAN_INTERVAL = 0.1
+#: Seconds `close` waits for the thread that finishes runs.
+CLOSE_SECONDS = 60.0
 ENDED = frozenset({"error", "cancelled"})
 
 
@@ -82,7 +84,7 @@ class Channel:
         with contextlib.suppress(Exception):  # the client is already closing: nothing to undo
             self.client.unsubscribe_topic(self.topic)
         self._queue.put(None)
-        self._thread.join()
+        self._thread.join(CLOSE_SECONDS)  # bounded: a run being finished waits FETCH_SECONDS at most
 
     def _scan(self) -> None:
         """On the client's event loop: forget the final runs, and hand on those whose

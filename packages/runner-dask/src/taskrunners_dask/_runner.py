@@ -40,6 +40,11 @@ LOCAL_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "dashboard_address": "127
 #: The runner, not Dask, decides what happens to runs lost with their worker: Dask
 #: fails them at the first loss instead of re-running them up to 3 times.
 LOCAL_SCHEDULER_DEFAULTS: dict[str, Any] = {"allowed_failures": 0}
+#: Seconds to fetch a run's final state from Dask when its report did not arrive,
+#: before the run ends CRASHED saying so.
+FETCH_SECONDS = 30.0
+#: Seconds each step of stopping after an interrupt may take (cancel, close).
+STOP_SECONDS = 10.0
 
 
 class DaskTaskRunner(TaskRunner):
@@ -109,6 +114,7 @@ class DaskTaskRunner(TaskRunner):
         self._suspects_lock = threading.Lock()
         self._suspects: deque[Record] = deque()
         self._isolated: Record | None = None
+        self._withdrawn: list[Any] = []  # the Dask futures of the runs an interrupt took back
 
     @classmethod
     def _for_worker(cls) -> DaskTaskRunner:
@@ -131,6 +137,10 @@ class DaskTaskRunner(TaskRunner):
 
     def _config(self) -> tuple[Any, ...]:
         return (self.address, self.cluster_class, self.cluster_kwargs, self.adapt_kwargs, self.client_kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A runner pickles as its configuration: it loads unstarted (for a child process)."""
+        return (type(self), self._config())
 
     def __repr__(self) -> str:
         names = ("address", "cluster_class", "cluster_kwargs", "adapt_kwargs", "client_kwargs")
@@ -211,25 +221,34 @@ class DaskTaskRunner(TaskRunner):
         return self._client
 
     def take_back_unstarted(self) -> list[PreparedRun]:
-        """On interrupt: cancel the Dask tasks of the open runs and hand the runs back
-        to be crashed."""
-        runs, client = self.open_runs(), self._client
-        natives = [run.future.native for run in runs if run.future.native is not None]
-        try:
-            if natives and client is not None:
-                client.cancel(natives)
-        except Exception:  # the client is going: the runs end CRASHED all the same
-            logger.warning("could not cancel %d Dask tasks", len(natives), exc_info=True)
+        """On interrupt: hand every open run back to be crashed; `shutdown` then cancels
+        their Dask tasks (after the base has crashed them, naming the interrupt)."""
+        runs = self.open_runs()
+        self._withdrawn = [run.future.native for run in runs if run.future.native is not None]
         return runs
 
+    def _cancel_withdrawn(self) -> None:
+        natives, self._withdrawn = self._withdrawn, []
+        try:
+            if natives and self._client is not None:
+                self._client.cancel(natives)
+        except Exception:  # the client is going: the runs end CRASHED all the same
+            logger.warning("could not cancel %d Dask tasks", len(natives), exc_info=True)
+
     def shutdown(self, interrupted: bool) -> None:
+        """Close the channel, the client and the cluster this runner started. After an
+        interrupt, each step that talks to the cluster gets `STOP_SECONDS` at most."""
+        if interrupted:
+            _bounded(self._cancel_withdrawn, "cancel the Dask tasks")
         client, cluster, channel = self._client, self._cluster, self._channel
         self._client = self._cluster = self._channel = None
         if self._worker_side:
             return  # the worker's client outlives the task
         with contextlib.ExitStack() as closing:  # closes each, last first, even if one fails
             for resource in (cluster, client, channel):
-                if resource is not None:
+                if resource is not None and interrupted:
+                    closing.callback(_bounded, resource.close, f"close the {type(resource).__name__}")
+                elif resource is not None:
                     closing.callback(resource.close)
             if client is not None and not interrupted:  # bring home the values held here
                 try:
@@ -331,9 +350,19 @@ class DaskTaskRunner(TaskRunner):
         if record.done or native is not run.future.native:
             return
         if status == "finished":  # the report never arrived: read the result
-            run.set_state(native.result())
+            try:
+                run.set_state(native.result(timeout=FETCH_SECONDS))
+            except Exception as exc:  # lost with its worker meanwhile, or the scheduler is gone
+                run.crash(
+                    f"its Dask task finished, but its final state could not be fetched within "
+                    f"{FETCH_SECONDS:g} s ({type(exc).__name__}: {exc})",
+                    exc,
+                )
             return
-        error = native.exception(timeout=30) if status == "error" else None
+        try:
+            error = native.exception(timeout=FETCH_SECONDS) if status == "error" else None
+        except Exception as exc:
+            error = exc
         if any(not isinstance(a, State) and a.status in ENDED for a in record.args):
             # An upstream run's Dask task failed (its run ends CRASHED or is re-sent):
             # send this one again once the upstream runs are final, with their states.
@@ -383,6 +412,26 @@ class DaskTaskRunner(TaskRunner):
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _bounded(fn: Any, what: str) -> None:
+    """Call `fn()` in a thread of its own and wait `STOP_SECONDS` at most (a scheduler
+    that does not answer must not hold a program that was told to stop)."""
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=call, name="taskrunners-dask-stop", daemon=True)
+    thread.start()
+    thread.join(STOP_SECONDS)
+    if thread.is_alive():
+        logger.warning("could not %s within %g s; going on", what, STOP_SECONDS)
+    elif errors:
+        logger.warning("could not %s: %r", what, errors[0])
 
 
 def _start_cluster(spec: str | type | None, given: dict[str, Any]) -> Any:

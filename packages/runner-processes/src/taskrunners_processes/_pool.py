@@ -18,6 +18,7 @@ rather than waiting for workers that will never answer.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import selectors
 import sys
@@ -41,6 +42,10 @@ MAX_LOSSES = 3
 #: stops starting new ones and breaks: a worker that cannot start would otherwise be
 #: replaced forever, burning CPU while the runs wait.
 MAX_START_FAILURES = 3
+
+#: Seconds a stopping worker gets after SIGTERM before SIGKILL, and the dispatcher to
+#: stop the workers after an interrupt before the pool kills them itself.
+STOP_SECONDS = 2.0
 
 #: A worker whose last reply reported this many runs or more runs short tasks.
 _FAST_REPLY = 8
@@ -111,6 +116,8 @@ class WorkerPool:
         self._in_flight = 0  # runs sent to workers and not yet reported
         self._closed = False
         self._abort = False  # closed by an interrupt: stop the workers at once
+        self._draining: str | None = None  # an interrupt: start nothing more (why, as a crash reason)
+        self._stop: Any = None  # shared with the workers (made at boot): set, they start nothing more
         self._broken: str | None = None  # why the pool cannot run anything any more
         self._broken_cause: BaseException | None = None
         self._start_failures = 0  # workers in a row that exited before being ready
@@ -146,6 +153,7 @@ class WorkerPool:
             if self._thread is not None or self._broken is not None or self._closed:
                 return
             try:
+                self._stop = self._context.RawValue("b", 1 if self._draining is not None else 0)
                 for _ in range(self.max_workers):
                     self._spawn()
                 thread = threading.Thread(
@@ -194,22 +202,33 @@ class WorkerPool:
                 self._queued += len(runs)
                 self._wake()
                 return
-            reason = self._broken if self._broken is not None else "the runner shut down"
+            reason = self._broken if self._broken is not None else self._draining or "the runner shut down"
             cause = self._broken_cause
         for run in runs:
             run.crash(reason, cause)
 
-    def cancel_queued(self) -> list[PreparedRun]:
-        """Take back the runs not yet sent to a worker."""
+    def drain(self, reason: str) -> list[PreparedRun]:
+        """After an interrupt: take back the runs not yet sent to a worker, and have the
+        workers start no more runs; those they hand back end CRASHED with `reason`."""
         with self._lock:
+            self._closed = True
+            self._draining = reason
+            if self._stop is not None:
+                self._stop.value = 1  # at once in every worker: no message to wait for
             runs = _flatten(self._queue)
             self._queue.clear()
             self._queued = 0
+            if not self._wake_w.closed:
+                self._wake()
         return runs
 
     def close(self, wait: bool = True) -> None:
         """Stop taking runs; once those in flight are done (at once unless `wait`), stop
-        the workers and the thread."""
+        the workers and the thread.
+
+        Not waiting, it gives the dispatcher `STOP_SECONDS` to stop the workers, then
+        kills those left itself: no worker outlives the pool.
+        """
         with self._lock:
             self._closed = True
             self._abort = not wait
@@ -217,7 +236,12 @@ class WorkerPool:
         with self._boot_lock:  # a boot in progress ends first; none starts after this
             thread = self._thread
         if thread is not None:
-            thread.join()
+            thread.join(None if wait else STOP_SECONDS)
+            if thread.is_alive():  # stuck (a done callback that blocks): kill the workers here
+                for worker in list(self._workers):
+                    with contextlib.suppress(Exception):
+                        worker.process.kill()
+                return  # the thread still uses the pipes; they close with the process
         self._release()
 
     def _release(self) -> None:
@@ -445,7 +469,7 @@ class WorkerPool:
             progress = self._context.RawValue("q", -1)
             process = self._context.Process(
                 target=worker_main,
-                args=(child_end, progress, self._setup),
+                args=(child_end, progress, self._stop, self._setup),
                 name="taskrunners-processes-worker",
                 daemon=True,
             )
@@ -510,6 +534,12 @@ class WorkerPool:
             if run is not None:
                 finished.append((run, _load_state(run, blob, text)))
         requeue = [run for run in (batch.pop(number, None) for number in split) if run is not None]
+        if requeue and self._draining is not None:  # handed back after an interrupt
+            with self._lock:
+                self._in_flight -= len(requeue)
+            for run in requeue:
+                run.crash(f"{self._draining} before the run started")
+            requeue = []
         with self._lock:
             self._in_flight -= len(finished) + len(requeue)
             if requeue:
@@ -568,6 +598,9 @@ class WorkerPool:
                     crashed.append((run, f"{MAX_LOSSES} worker processes died before it could start"))
                     continue
             requeue.append(run)  # done-but-unreported runs run again
+        if self._draining is not None:  # after an interrupt nothing runs again
+            crashed += [(run, f"{self._draining} before the run started") for run in requeue]
+            requeue = []
         with self._lock:
             self._in_flight -= len(worker.batch)
             self._queue.extendleft(reversed(requeue))
@@ -631,6 +664,9 @@ class WorkerPool:
             worker.process.join(grace)
             if worker.process.is_alive():  # a task that never returns, or a broken pool
                 worker.process.terminate()
+                worker.process.join(STOP_SECONDS)
+            if worker.process.is_alive():  # a task that ignores SIGTERM
+                worker.process.kill()
                 worker.process.join()
             worker.conn.close()
             worker.process.close()

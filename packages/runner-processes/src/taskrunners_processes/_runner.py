@@ -133,9 +133,10 @@ class ProcessPoolTaskRunner(TaskRunner):
             pool.close(wait=not interrupted)
 
     def take_back_unstarted(self) -> list[PreparedRun]:
-        """The runs not yet sent to a worker (an interrupt crashes them)."""
+        """The runs not yet sent to a worker (an interrupt crashes them); the workers
+        start no more runs, and those of their batches end CRASHED too."""
         pool = self._pool
-        return [] if pool is None else pool.cancel_queued()
+        return [] if pool is None else pool.drain(self.interruption or "the flow was interrupted")
 
     # -- runs -------------------------------------------------------------------------
 

@@ -22,7 +22,11 @@ half):
   traceback text if the initializer raised.
 
 `progress` (shared memory) holds the number of the run being executed (-1 between
-runs), so that the parent knows which run a dead worker was executing.
+runs), so that the parent knows which run a dead worker was executing. `stop` (shared
+memory, one for the pool) is set by the parent after an interrupt: a worker then
+starts no more runs and reports the rest of its batch in `split`. The worker writes
+`progress` before it reads `stop`, so a run whose start the parent did not stop in time
+was already under way when the interrupt came.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ Reply = tuple[
 ]
 
 
-def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
+def worker_main(conn: Connection, progress: Any, stop: Any, setup: bytes) -> None:
     """The worker process's main loop.
 
     `setup` is the pickle of `(initializer, initargs, preload)`, `preload` naming
@@ -105,7 +109,7 @@ def worker_main(conn: Connection, progress: Any, setup: bytes) -> None:
                 message = inbox.get()
                 if not message:
                     break
-                _run_batch(conn, progress, message, nested)
+                _run_batch(conn, progress, stop, message, nested)
         finally:
             conn.close()
 
@@ -122,7 +126,7 @@ def _read(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
         inbox.put(b"")
 
 
-def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRunner) -> None:
+def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, nested: NestedRunner) -> None:
     blobs, numbers, payload = pickle.loads(message)
     done: list[Any] = []
     others: list[Any] = []
@@ -139,13 +143,18 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRu
     execute = RunSpec.execute
     run_info = TaskRunInfo.from_wire
     flushed = time.monotonic()
-    for index, info, parameters, slotted, required, upstream_runs, states in wires:
+    for position, (index, info, parameters, slotted, required, upstream_runs, states) in enumerate(wires):
         number = info[0]
         task = tasks[index]
         if isinstance(task, BaseException):
             others.append((number, _unloadable(task), None))
             continue
         progress.value = number
+        if stop.value:  # an interrupt: report what ran, hand back the rest unstarted
+            progress.value = -1
+            rest = [wire[1][0] for wire in wires[position:]]
+            conn.send_bytes(pickle.dumps((done, others, rest), _PROTOCOL))
+            return
         # The wire's pieces are already a tuple and a frozenset: build the spec directly.
         upstream = tuple(run_info(run) for run in upstream_runs) if upstream_runs else ()
         spec = RunSpec(task, run_info(info), parameters, slotted, required, upstream)

@@ -119,32 +119,41 @@ class RayTaskRunner(TaskRunner):
         self._in_flight = 0  # Ray tasks out
         self._queued: deque[_Sent] = deque()
         self._durations: dict[Any, float] = {}  # remote function -> seconds of its longest recent run
+        self._withdrawn: list[Any] = []  # the Ray tasks of the runs an interrupt took back
 
     def shutdown(self, interrupted: bool) -> None:
+        if interrupted:
+            self._cancel_withdrawn()
         session, self._session = self._session, None
         if session is None:
             return
-        # Bring home the values still referenced and left in the store: Ray may stop now.
+        # Bring home the values still referenced and left in the store: Ray may stop now
+        # (not after an interrupt: the program is on its way out).
         lazy = {state: info for state, info in list(self._lazy.items()) if not state.loaded}
         try:
-            DeferredState.load_all(lazy, _fetch_many)
+            if not interrupted:
+                DeferredState.load_all(lazy, _fetch_many)
             for state, info in lazy.items():
                 info.start = info.start or state.started
         finally:
             _session.leave(session)
 
     def take_back_unstarted(self) -> list[PreparedRun]:
-        """Every open run: Ray is asked to cancel those it holds (an interrupt ends them all)."""
-        import ray
-
+        """Every open run (an interrupt ends them all); `shutdown` then asks Ray to cancel
+        those it holds, once the base has crashed them naming the interrupt."""
         with self._mutex:
             self._queued.clear()
         runs = self.open_runs()
-        for run in runs:
-            if run.future.native is not None:
-                with contextlib.suppress(Exception):  # ended meanwhile, or Ray is gone
-                    ray.cancel(run.future.native)
+        self._withdrawn = [run.future.native for run in runs if run.future.native is not None]
         return runs
+
+    def _cancel_withdrawn(self) -> None:
+        import ray
+
+        withdrawn, self._withdrawn = self._withdrawn, []
+        for native in withdrawn:
+            with contextlib.suppress(Exception):  # ended meanwhile, or Ray is gone
+                ray.cancel(native)
 
     # -- submitting -------------------------------------------------------------------
 
@@ -384,6 +393,8 @@ def _why(cause: BaseException) -> tuple[str, bool]:
             return reason, True
     if isinstance(cause, rx.TaskCancelledError):
         return "Ray cancelled it", False
+    if isinstance(cause, rx.GetTimeoutError):
+        return f"Ray said it had ended, but its final state could not be fetched within {FETCH_SECONDS:g} s", False
     text = str(cause).strip().splitlines()
     return f"Ray could not run it: {type(cause).__name__}: {text[0] if text else ''}", False
 
@@ -493,6 +504,10 @@ class _Watcher:
                     sent.run.crash(f"its final state could not be read here: {exc!r}", exc)  # never left open
 
 
+#: Seconds to fetch the final state of a run that Ray says is ready, before the run
+#: ends CRASHED saying so (the watcher thread never blocks for good on one run).
+FETCH_SECONDS = 60.0
+
 #: The outcome of a run whose (completed) state is large: left in the object store.
 _LARGE = object()
 
@@ -511,12 +526,12 @@ def _outcomes(ray: Any, refs: list[Any]) -> list[Any]:
     small = [ref for ref in refs if ref not in large]
     values: dict[Any, Any] = {}
     try:
-        values = dict(zip(small, ray.get(small)))
+        values = dict(zip(small, ray.get(small, timeout=FETCH_SECONDS)))
     except Exception:
         for ref in small:
             try:
-                values[ref] = ray.get(ref)
-            except Exception as exc:
+                values[ref] = ray.get(ref, timeout=FETCH_SECONDS)
+            except Exception as exc:  # a GetTimeoutError ends the run CRASHED, saying so
                 values[ref] = exc
     return [_LARGE if ref in large else values[ref] for ref in refs]
 

@@ -22,6 +22,7 @@ Attributes:
 """
 
 from . import parity_tasks, tasks
+from ._interrupts import InterruptOutcome, InterruptTests, check_interrupted, run_interrupted
 from ._parity import ParityTests
 from ._reliability import ReliabilityTests
 from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
@@ -31,11 +32,15 @@ SUITE_VERSION = "1"
 __all__ = [
     "SUITE_VERSION",
     "Capability",
+    "InterruptOutcome",
+    "InterruptTests",
     "ParityTests",
     "ReliabilityTests",
     "TaskRunnerTests",
+    "check_interrupted",
     "parity_tasks",
     "requires",
+    "run_interrupted",
     "run_with_deadline",
     "tasks",
 ]

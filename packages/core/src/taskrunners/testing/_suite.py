@@ -57,6 +57,7 @@ from taskrunners.lowlevel import current_runner
 from . import tasks as t
 from ._parity import ParityTests
 from ._reliability import ReliabilityTests
+from ._interrupts import InterruptTests
 
 __all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
 
@@ -73,11 +74,12 @@ def requires(*capabilities: Capability) -> Callable[[F], F]:
     return mark
 
 
-class TaskRunnerTests(ParityTests, ReliabilityTests):
+class TaskRunnerTests(ParityTests, ReliabilityTests, InterruptTests):
     """Conformance tests for a `TaskRunner`. Subclass it and provide `task_runner`.
 
     The Prefect-parity tests come from the mixin `ParityTests`, the bad-input and
-    remote-exception tests from `ReliabilityTests`.
+    remote-exception tests from `ReliabilityTests`, the Ctrl-C and SIGTERM tests
+    (in a child process) from `InterruptTests`.
 
     Class attributes a runner's test class may override:
 
