@@ -12,11 +12,10 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 import taskrunners.plugins as plugins
 from taskrunners import PluginLoadError, RunnerLookupError, TaskRunner, flow, task
 from taskrunners.plugins import RunnerEntry, available_runners, load_runner

@@ -45,7 +45,7 @@ def _list_runners(load: bool) -> int:
         if load:
             try:
                 cls = load_runner(entry.name)
-            except Exception as exc:  # report every broken plugin, then go on
+            except Exception as exc:  # noqa: BLE001 - report every broken plugin, then go on
                 failed += 1
                 row += (f"error: {exc}",)
             else:

@@ -454,7 +454,7 @@ class PreparedRun:
         """
         try:
             state = self.spec.execute(self.upstream_states(), self.set_state)
-        except BaseException as exc:  # a fault outside the task's code: never leave it open
+        except BaseException as exc:  # noqa: BLE001 - a fault outside the task's code: never leave it open
             state = self.spec.crashed(f"the engine failed: {type(exc).__name__}: {exc}", exc)
         self.set_state(state)
 
@@ -479,7 +479,7 @@ def run_attempts(
                 on_running(fast_state(_RUNNING, None, attempt, started))
             try:
                 value = task._invoke(parameters, info)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the task's code is its result
                 outcome = _after_failure(task, exc, attempt, started)
                 if isinstance(outcome, State):
                     # The traceback keeps this frame alive: drop the reference to the
@@ -490,7 +490,7 @@ def run_attempts(
                 with _context.blocking():
                     time.sleep(outcome)
                 continue
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - an interrupt inside the task crashes the run
                 return _interrupted(info, exc, attempt, started)
             return fast_state(_COMPLETED, value, attempt, started)
     finally:
@@ -511,13 +511,13 @@ async def run_attempts_async(
             attempt += 1
             try:
                 value = await task._invoke_async(parameters, info)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the task's code is its result
                 outcome = _after_failure(task, exc, attempt, started)
                 if isinstance(outcome, State):
                     return outcome
                 await asyncio.sleep(outcome)
                 continue
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - an interrupt inside the task crashes the run
                 return _interrupted(info, exc, attempt, started)
             return State(_COMPLETED, data=value, attempt=attempt, started=started)
     finally:
@@ -637,7 +637,7 @@ def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> 
         _context.set_blocking_hook(hook)
         try:
             outcome.append((True, context.run(fn)))
-        except BaseException as exc:  # handed to the waiting thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome.append((False, exc))
         finally:
             finished.set()

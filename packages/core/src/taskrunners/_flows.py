@@ -179,7 +179,7 @@ class Flow(Generic[P, R]):
             with runner:
                 try:
                     state = State(StateType.COMPLETED, data=_results(self.fn(*call_args, **call_kwargs)))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure of the flow's code is its result
                     state = State(StateType.FAILED, exception=exc)
         finally:
             _context.current_runner_var.reset(token)
@@ -194,7 +194,7 @@ class Flow(Generic[P, R]):
             for future in inputs.futures:
                 try:
                     await future
-                except Exception:  # a run that did not complete: its state says how it ended
+                except Exception:  # noqa: BLE001, S110 - a run that did not complete: its state says how it ended
                     pass
             try:
                 args, kwargs = inputs.fill([future.state for future in inputs.futures])
@@ -209,7 +209,7 @@ class Flow(Generic[P, R]):
                 try:
                     value = await self.fn(*args, **kwargs)  # type: ignore[misc]
                     state = State(StateType.COMPLETED, data=await _results_async(value))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure of the flow's code is its result
                     state = State(StateType.FAILED, exception=exc)
                 idle = asyncio.get_running_loop().create_future()
                 runner._when_idle(lambda: idle.get_loop().call_soon_threadsafe(_set_done, idle))

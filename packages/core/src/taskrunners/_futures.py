@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, List, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from . import _context
 from ._errors import DependencyError, WaitTimeout
@@ -331,7 +331,7 @@ def _resolve(waiter: Any) -> None:
         waiter.set_result(None)
 
 
-class FutureList(List[Future[R]]):
+class FutureList(list[Future[R]]):
     """A list of futures, as returned by `Task.map`, with helpers to wait for all of them."""
 
     def wait(self, timeout: float | None = None) -> None:

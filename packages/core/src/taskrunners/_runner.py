@@ -158,7 +158,7 @@ class TaskRunner(abc.ABC):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def __enter__(self: Self) -> Self:
+    def __enter__(self: Self) -> Self:  # noqa: PYI019 - typing.Self needs Python 3.11
         if self.__started:
             raise RunnerLifecycleError(
                 f"{type(self).__name__} is already started; use runner.duplicate() for another one"

@@ -360,7 +360,7 @@ class Task(Generic[P, R]):
                     if self._kinds[name] is inspect.Parameter.VAR_KEYWORD:
                         run.setdefault(name, {})[key] = value
                     else:
-                        run[name] = run.get(name, ()) + (value,)
+                        run[name] = (*run.get(name, ()), value)
                 else:
                     run[path] = value
             runs.append(run)

@@ -163,5 +163,5 @@ def _rebuild(value: Any, visit: Any) -> Any:
 def _construct(cls: type, items: Any, fallback: type) -> Any:
     try:
         return cls(items)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a collection type that cannot be rebuilt from items falls back
         return fallback(items)

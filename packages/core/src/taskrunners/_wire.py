@@ -46,7 +46,7 @@ def dumps(obj: Any) -> bytes:
         _thread.mains = 0
         try:
             data = pickle.dumps(obj, _PROTOCOL)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - anything pickle refuses falls back to cloudpickle
             first = exc
         else:
             # "__main__" inside the cached bytes of tasks shipped by value is fine; any

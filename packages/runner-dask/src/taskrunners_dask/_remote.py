@@ -136,12 +136,12 @@ def _small(data: Any) -> bool:
 
     try:
         return bool(sizeof(data) <= INLINE_LIMIT)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an object sizeof cannot measure is not inlined
         return False
 
 
 def _dumps(obj: Any) -> bytes | None:
     try:
         return dumps(obj)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an object that does not pickle is sent the other way
         return None

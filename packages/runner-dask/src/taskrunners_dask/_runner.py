@@ -189,7 +189,7 @@ class DaskTaskRunner(TaskRunner):
             where = f"Started a {type(self._cluster).__name__} for the flow"
         try:
             dashboard = str(client.dashboard_link)
-        except Exception:  # a scheduler without a dashboard
+        except Exception:  # noqa: BLE001 - a scheduler without a dashboard
             dashboard = "(none)"
         logger.info("%s; dashboard: %s", where, dashboard)
         try:
@@ -301,7 +301,7 @@ class DaskTaskRunner(TaskRunner):
                 pure=False,
                 **records[0].options,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever Dask refuses crashes those runs, naming why
             for record in records:
                 record.run.crash(f"Dask refused it: {type(exc).__name__}: {exc}", exc)
             return

@@ -220,7 +220,7 @@ def _unpicklable(spec: RunSpec, error: BaseException) -> TypeError:
     for name, value in spec.parameters.items():
         try:
             dumps(value)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is named with its parameter
             problem = TypeError(
                 f"task {spec.info.task_name!r}: argument {name!r} cannot be pickled to send it to "
                 f"a worker process ({_reason(exc)}). Pass something picklable (plain "

@@ -49,7 +49,7 @@ def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
         state = _portable(state)
     try:
         return dumps(state)
-    except Exception as exc:  # a return value that cannot leave the worker
+    except Exception as exc:  # noqa: BLE001 - a return value that cannot leave the worker
         cause = exc.__cause__ or exc
         error = TypeError(
             f"task run {spec.info.name!r} returned a value that cannot be pickled to leave its "
@@ -65,7 +65,7 @@ def _portable(state: State[Any]) -> State[Any]:
     exc = fields.exception
     try:
         size = len(dumps(exc))
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any pickling failure of an exception is named
         problem = f"it cannot be pickled: {error.__cause__ or error!r}"
     else:
         if size <= FAILURE_MAX_BYTES:

@@ -51,7 +51,6 @@ from taskrunners import (
     unmapped,
     wait,
 )
-
 from taskrunners.lowlevel import current_runner
 
 from . import tasks as t
@@ -145,9 +144,8 @@ class TaskRunnerTests:
             task_runner.submit(t.identity, {"x": 1})
 
     def test_entering_twice_is_refused(self, task_runner: TaskRunner) -> None:
-        with task_runner:
-            with pytest.raises(RunnerLifecycleError, match="already started"):
-                task_runner.__enter__()
+        with task_runner, pytest.raises(RunnerLifecycleError, match="already started"):
+            task_runner.__enter__()
 
     def test_runner_used_directly_as_context_manager(self, task_runner: TaskRunner) -> None:
         with task_runner:
@@ -661,7 +659,7 @@ def run_with_deadline(fn: Callable[..., Any], deadline: float, *args: Any, **kwa
     def target() -> None:
         try:
             outcome.append((True, fn(*args, **kwargs)))
-        except BaseException as exc:  # handed back to the test thread
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test thread
             outcome.append((False, exc))
 
     thread = threading.Thread(target=target, name="taskrunners-conformance", daemon=True)
