@@ -50,10 +50,10 @@ class TaskRunInfo:
     __slots__ = ("number", "task_name", "tags", "created", "start", "end", "_id")
 
     def __init__(self, task_name: str, tags: frozenset[str] = frozenset()) -> None:
-        self.task_name = task_name
-        self.number = next(_run_numbers)
-        self.tags = tags
-        self.created = time.time()
+        self.task_name: str = task_name
+        self.number: int = next(_run_numbers)
+        self.tags: frozenset[str] = tags
+        self.created: float = time.time()
         self.start: float | None = None
         self.end: float | None = None
         self._id: int | None = None  # the id as a 128-bit number
@@ -182,12 +182,12 @@ class RunSpec:
         required: frozenset[int] = frozenset(),
         upstream_runs: tuple[TaskRunInfo, ...] = (),
     ) -> None:
-        self.task = task
-        self.info = info
-        self.parameters = parameters
-        self.slotted = slotted
-        self.required = required
-        self.upstream_runs = upstream_runs
+        self.task: Task[..., Any] = task
+        self.info: TaskRunInfo = info
+        self.parameters: dict[str, Any] = parameters
+        self.slotted: tuple[str, ...] = slotted
+        self.required: frozenset[int] = required
+        self.upstream_runs: tuple[TaskRunInfo, ...] = upstream_runs
 
     # -- wire form --------------------------------------------------------------------
 
@@ -325,10 +325,10 @@ class PreparedRun:
     __slots__ = ("spec", "future", "upstream", "losses")
 
     def __init__(self, spec: RunSpec, future: Future[Any], upstream: tuple[Future[Any], ...] = ()) -> None:
-        self.spec = spec
-        self.future = future
-        self.upstream = upstream
-        self.losses = 0
+        self.spec: RunSpec = spec
+        self.future: Future[Any] = future
+        self.upstream: tuple[Future[Any], ...] = upstream
+        self.losses: int = 0
 
     @property
     def task(self) -> Task[Any, Any]:

@@ -125,7 +125,7 @@ class Flow(Generic[P, R]):
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         _check_spec(self.name, task_runner)
         self.task_runner = task_runner
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async: bool = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 
     def with_options(self, *, name: Any = _UNSET, task_runner: Any = _UNSET) -> Flow[P, R]:

@@ -160,7 +160,7 @@ class Future(Generic[R]):
     )
 
     def __init__(self, task_run: TaskRunInfo, owner: TaskRunner | None = None) -> None:
-        self.task_run = task_run
+        self.task_run: TaskRunInfo = task_run
         self.native: Any = None
         self._state: State[R] | None = None
         self._waiters: list[_Waiter] | None = None

@@ -86,11 +86,11 @@ class Task(Generic[P, R]):
         check_reserved(fn, "task", signature)
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
-        self.retries = _check_retries(self.name, retries)
-        self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
-        self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
-        self.tags = frozenset(tags) if not isinstance(tags, str) else frozenset((tags,))
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.retries: int = _check_retries(self.name, retries)
+        self.retry_delay_seconds: float | tuple[float, ...] = _check_delays(self.name, retry_delay_seconds)
+        self.timeout_seconds: float | None = _check_timeout(self.name, timeout_seconds)
+        self.tags: frozenset[str] = frozenset(tags) if not isinstance(tags, str) else frozenset((tags,))
+        self.is_async: bool = inspect.iscoroutinefunction(fn)
         self._signature = signature
         parameters = signature.parameters.values()
         self._kinds = {p.name: p.kind for p in parameters}

@@ -14,6 +14,7 @@ import importlib
 import pickle
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import TaskRunnersError
@@ -26,7 +27,7 @@ _MAIN = b"__main__"
 _thread = threading.local()
 
 #: Unpickle what `dumps` made (the standard `pickle.loads`: cloudpickle's output loads with it).
-loads = pickle.loads
+loads: Callable[[bytes], Any] = pickle.loads
 
 
 def dumps(obj: Any) -> bytes:

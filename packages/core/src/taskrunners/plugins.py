@@ -38,8 +38,8 @@ __all__ = ["ENTRY_POINT_GROUP", "RunnerEntry", "available_runners", "hookimpl", 
 
 ENTRY_POINT_GROUP = "taskrunners.runners"
 
-hookspec = pluggy.HookspecMarker("taskrunners")
-hookimpl = pluggy.HookimplMarker("taskrunners")
+hookspec: pluggy.HookspecMarker = pluggy.HookspecMarker("taskrunners")
+hookimpl: pluggy.HookimplMarker = pluggy.HookimplMarker("taskrunners")
 
 #: Where the runners that this project maintains come from, for the hint in errors.
 _KNOWN = {
