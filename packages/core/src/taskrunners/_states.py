@@ -24,7 +24,7 @@ from ._errors import TaskRunnersError
 
 __all__ = ["DeferredState", "State", "StateFields", "StateType"]
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # a State holds its value read-only
 
 
 class StateType(enum.Enum):

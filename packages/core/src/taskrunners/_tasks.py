@@ -7,7 +7,7 @@ import importlib
 import inspect
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _context, _wire
@@ -33,7 +33,8 @@ from ._walk import Extractor, allow_failure, unmapped
 __all__ = ["Task", "task"]
 
 P = ParamSpec("P")
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # a Task[P, CoroutineType[..]] is a Task[P, Coroutine[..]]
+T = TypeVar("T")
 
 RESERVED_PARAMETERS = ("wait_for", "return_state")
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -175,13 +176,28 @@ class Task(Generic[P, R]):
 
     # -- handing runs to the flow's runner --------------------------------------------
 
+    # Typing: an `async def` task's future holds what the coroutine returns. The first
+    # two overloads check the arguments against the function's parameters; the last two
+    # accept any arguments, so that a future (or a collection of futures) can stand
+    # where the task takes the value: a type checker cannot express "a future of this
+    # parameter's type". `wait_for=` is accepted by the last two as well.
     @overload
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]: ...
 
     @overload
-    def submit(self, *args: Any, wait_for: Iterable[Any] | Future[Any], **kwargs: Any) -> Future[R]: ...
+    def submit(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]: ...
 
-    def submit(self, *args: Any, **kwargs: Any) -> Future[R]:
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> Future[T]: ...
+
+    @overload
+    def submit(self: Task[P, T], *args: Any, **kwargs: Any) -> Future[T]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Hand one run to the task runner of the running flow; return its future at once.
 
         Accepts the extra keyword `wait_for=[futures]`: runs that must be final before
@@ -203,7 +219,15 @@ class Task(Generic[P, R]):
         finally:
             _context.stop_tracking(previous)
 
-    def map(self, *args: Any, **kwargs: Any) -> FutureList[R]:
+    @overload
+    def map(
+        self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> FutureList[T]: ...
+
+    @overload
+    def map(self: Task[P, T], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    def map(self, *args: Any, **kwargs: Any) -> FutureList[Any]:
         """Hand one run per element of the iterable arguments to the flow's runner.
 
         Iterables are zipped; `str`, `bytes` and non-iterable values, and any value
