@@ -21,8 +21,18 @@ def _mypy_strict(*paths: Path) -> subprocess.CompletedProcess[str]:
     # --no-incremental: no cache shared with other runs; the packages' own config is
     # not applied (--config-file /dev/null): users' code gets plain --strict.
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--config-file", "/dev/null",
-         "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}", *map(str, paths)],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--config-file",
+            "/dev/null",
+            "--python-version",
+            f"{sys.version_info.major}.{sys.version_info.minor}",
+            *map(str, paths),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -12,8 +12,8 @@ less than allocating a condition per future, and it lets one waiter watch many f
 
 from __future__ import annotations
 
-import threading
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar

@@ -182,17 +182,13 @@ class Task(Generic[P, R]):
     # where the task takes the value: a type checker cannot express "a future of this
     # parameter's type". `wait_for=` is accepted by the last two as well.
     @overload
-    def submit(
-        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
-    ) -> Future[T]: ...
+    def submit(self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> Future[T]: ...
 
     @overload
     def submit(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]: ...
 
     @overload
-    def submit(
-        self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
-    ) -> Future[T]: ...
+    def submit(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> Future[T]: ...
 
     @overload
     def submit(self: Task[P, T], *args: Any, **kwargs: Any) -> Future[T]: ...
@@ -220,9 +216,7 @@ class Task(Generic[P, R]):
             _context.stop_tracking(previous)
 
     @overload
-    def map(
-        self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
-    ) -> FutureList[T]: ...
+    def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
 
     @overload
     def map(self: Task[P, T], *args: Any, **kwargs: Any) -> FutureList[T]: ...
