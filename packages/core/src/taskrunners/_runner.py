@@ -66,10 +66,8 @@ class Capability(str, enum.Enum):
     SURVIVES_WORKER_LOSS = "survives-worker-loss"
     #: Results move between workers through the engine, not through the flow's process.
     NATIVE_DEPENDENCIES = "native-dependencies"
-    #: Accepts per-run resource requests (CPUs, GPUs, memory).
+    #: Accepts per-run resource requests (CPUs, GPUs, memory, custom resources).
     RESOURCE_REQUESTS = "resource-requests"
-    #: Can cancel a run that is already executing.
-    CANCELS_RUNNING = "cancels-running"
 
 
 #: How many unobserved failed runs a warning names before it only counts the rest.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 import pytest
@@ -74,6 +75,19 @@ class ConformanceBase:
         """
         return None
 
+    @pytest.fixture
+    def resource_limited_runner(self) -> tuple[TaskRunner, Callable[[], AbstractContextManager[Any]]] | None:
+        """For `Capability.RESOURCE_REQUESTS`: an unstarted runner, and a function that
+        returns a context manager under which each run submitted asks for the whole of
+        a resource the runner has one unit of (so such runs run one at a time, though
+        the runner has room for two runs otherwise).
+
+        For example, on Dask: a LocalCluster of one worker with two threads and
+        `resources={"slot": 1}`, and `lambda: dask_options(resources={"slot": 1})`.
+        The default, `None`, skips the test that needs it, saying so.
+        """
+        return None
+
     @pytest.fixture(autouse=True)
     def _apply_capabilities_and_known_failures(self, request: pytest.FixtureRequest) -> None:
         runner = request.getfixturevalue("task_runner")  # an instance may differ from its class
@@ -91,6 +105,7 @@ class ConformanceBase:
     def signals(self, tmp_path: Any) -> str:
         """A directory for the signal files of one test."""
         return str(tmp_path)
+
     # -- helpers ----------------------------------------------------------------------
 
     def run_flow(self, task_runner: TaskRunner, body: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -20,7 +20,6 @@ __all__ = ["DependencyTests"]
 class DependencyTests(ConformanceBase):
     """Futures as arguments, `wait_for`, failed upstreams and `allow_failure`."""
 
-
     def test_future_as_argument_passes_its_value(self, task_runner: TaskRunner) -> None:
         def body() -> Any:
             one = t.add.submit(0, 1)

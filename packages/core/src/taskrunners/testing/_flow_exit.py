@@ -23,7 +23,6 @@ __all__ = ["FlowExitTests"]
 class FlowExitTests(ConformanceBase):
     """What a flow does as it ends: waits for its runs, resolves returned futures, warns of unobserved failures; nested flows."""
 
-
     def test_flow_waits_for_runs_nobody_waited_for(self, task_runner: TaskRunner, signals: str) -> None:
         def body() -> None:
             for i in range(5):

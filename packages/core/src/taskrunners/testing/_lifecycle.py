@@ -25,7 +25,6 @@ __all__ = ["LifecycleTests"]
 class LifecycleTests(ConformanceBase):
     """Starting, entering and duplicating a runner; what is refused outside a flow; nothing leaks."""
 
-
     def test_duplicate_is_equal_and_distinct(self, task_runner: TaskRunner) -> None:
         copy = task_runner.duplicate()
         assert copy is not task_runner
@@ -59,7 +58,6 @@ class LifecycleTests(ConformanceBase):
     def test_submit_outside_a_flow_says_how_to_fix_it(self) -> None:
         with pytest.raises(NoActiveFlowError, match="@flow"):
             t.identity.submit(1)
-
 
     def test_no_threads_processes_or_files_leak(self, task_runner: TaskRunner, signals: str) -> None:
         if not sys.platform.startswith("linux"):

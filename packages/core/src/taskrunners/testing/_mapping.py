@@ -19,7 +19,6 @@ __all__ = ["MappingTests"]
 class MappingTests(ConformanceBase):
     """`.map()`: zipping, broadcasting, `unmapped`, mapping over futures."""
 
-
     def test_map_zips_and_broadcasts(self, task_runner: TaskRunner) -> None:
         def body() -> Any:
             zipped = t.add.map([1, 2, 3], [10, 20, 30])

@@ -21,7 +21,6 @@ __all__ = ["RetryAndTimeoutTests"]
 class RetryAndTimeoutTests(ConformanceBase):
     """Retries, timeouts, and interrupts inside a task."""
 
-
     def test_retries_rerun_a_failed_task(self, task_runner: TaskRunner, signals: str) -> None:
         retried = t.count_calls.with_options(retries=2)
         once = t.count_calls.with_options(retries=1)

@@ -25,7 +25,6 @@ __all__ = ["SubmitTests"]
 class SubmitTests(ConformanceBase):
     """`.submit()`: futures, values, exceptions, states, async tasks, concurrency, nesting."""
 
-
     def test_submit_returns_a_future_with_the_value(self, task_runner: TaskRunner) -> None:
         def body() -> Any:
             future = t.add.submit(1, 2)
@@ -124,7 +123,6 @@ class SubmitTests(ConformanceBase):
             return [f.result() for f in futures]
 
         assert self.run_flow(task_runner, body) == [i + 1 for i in range(count)]
-
 
     def test_two_runs_execute_at_the_same_time(self, task_runner: TaskRunner, signals: str) -> None:
         def body() -> Any:

@@ -23,7 +23,6 @@ __all__ = ["WaitingTests"]
 class WaitingTests(ConformanceBase):
     """Waiting on many runs: `wait`, `as_completed`, `FutureList.result`."""
 
-
     def test_as_completed_yields_in_completion_order(self, task_runner: TaskRunner, signals: str) -> None:
         def body() -> Any:
             futures = [t.wait_and_return.submit(signals, f"go{i}", value=i) for i in range(2)]
