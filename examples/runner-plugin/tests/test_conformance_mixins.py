@@ -22,7 +22,7 @@ class TestSubmitAndLifecycleOnly(LifecycleTests, SubmitTests, CapabilityTests):
 
     @pytest.fixture
     def task_runner(self):
-        return ExecutorTaskRunner(partial(ThreadPoolExecutor, max_workers=8)  # room for nested submission)
+        return ExecutorTaskRunner(partial(ThreadPoolExecutor, max_workers=8))  # room for nesting
 
 
 def test_the_composition_holds_only_the_chosen_concepts() -> None:
