@@ -83,11 +83,14 @@ class _MissingRunner(TaskRunner):
 
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Future[Any]:
         from ._errors import RunnerLookupError
+        from .plugins import _checkout_member
 
+        folder = _checkout_member("runner-threads")
+        here = f' (from this checkout: `pip install "{folder}"`)' if folder is not None else ""
         raise RunnerLookupError(
             f"task {task.name!r}: .submit() and .map() hand runs to a task runner, and none is "
             f"installed (only taskrunners-core is). Install the default one with "
-            f"`pip install taskrunners-threads` (or `pip install taskrunners`), give the flow a "
+            f"`pip install taskrunners-threads` (or `pip install taskrunners`){here}, give the flow a "
             f"task_runner=..., or call the task directly ({task.name}(...)) to run it here."
         )
 
