@@ -32,11 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _list_runners(load: bool) -> int:
-    from .plugins import available_runners, load_runner
+    from .plugins import _install_hint, available_runners, load_runner
 
     entries = available_runners()
     if not entries:
-        print("no task runners are installed; pip install taskrunners")
+        print(f"no task runners are installed; {_install_hint('taskrunners')}")
         return 1
     rows = [("NAME", "DISTRIBUTION", "OBJECT") + (("STATUS",) if load else ())]
     failed = 0
