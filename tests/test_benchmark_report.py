@@ -16,9 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import OURS, PREFECT, RAW, figure  # noqa: E402
-
-import report  # noqa: E402
+import report
+from _common import OURS, PREFECT, RAW, figure
 
 MACHINE = {"cpus": 2, "python": "3.11.7", "platform": "Linux", "processor": "x86_64", "memory_gib": 23.5, "when": "now"}
 

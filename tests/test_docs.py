@@ -26,7 +26,6 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-
 from taskrunners import TaskRunnersWarning
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-
 from taskrunners import Future, TaskRunInfo, UnobservedFailureWarning, flow, task, unmapped, wait
 from taskrunners_threads import ThreadPoolTaskRunner
 

@@ -309,9 +309,12 @@ def _own_names(tree: ast.Module) -> frozenset[str]:
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
             targets = [node.target]
         for target in targets:
-            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
-                if target.value.id in ("self", "cls"):
-                    own.add(target.attr)
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id in ("self", "cls")
+            ):
+                own.add(target.attr)
     return frozenset(own)
 
 

@@ -127,8 +127,11 @@ def test_threads_passes_the_whole_suite() -> None:
         "test_an_argument_that_cannot_be_pickled_fails_its_run_naming_it": lacks + "out-of-process",
         "test_a_return_value_that_cannot_be_pickled_fails_its_run_naming_it": lacks + "out-of-process",
         "test_future_list_result_timeout_bounds_fetching_values": lacks + "native-dependencies",
+        "test_a_large_result_goes_worker_to_worker_not_through_the_flow": lacks + "native-dependencies",
+        "test_resource_requests_limit_what_runs_at_once": lacks + "resource-requests",
     }
     assert rows["test_nested_submission_with_one_worker"] == ("passed", "")
+    assert rows["test_runs_share_the_flows_process_memory_and_context"] == ("passed", "")
     passed = len(SUITE_TESTS) - len(skipped)
     assert f"{passed} passed, {len(skipped)} skipped, 0 xfailed, 0 failed in " in done.stdout
 

@@ -8,10 +8,10 @@ import collections
 import dataclasses
 import threading
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
 import taskrunners.plugins
 from taskrunners import (
     DefinitionError,

@@ -10,11 +10,11 @@ import asyncio
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from taskrunners import (
     DependencyError,
     DoneAndNotDone,

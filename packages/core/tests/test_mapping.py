@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
 from taskrunners import (
     FutureList,
     MappingError,

@@ -12,11 +12,10 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 import taskrunners.plugins as plugins
 from taskrunners import PluginLoadError, RunnerLookupError, TaskRunner, flow, task
 from taskrunners.plugins import RunnerEntry, available_runners, load_runner
@@ -399,3 +398,13 @@ def test_the_command_line_needs_a_command() -> None:
     done = _run([sys.executable, "-m", "taskrunners"])
     assert done.returncode == 2
     assert "usage" in done.stderr
+
+
+def test_the_install_hint_names_the_checkout_folder_when_installed_from_one() -> None:
+    # This test session's core is installed from the checkout (editable).
+    hint = plugins._install_hint("taskrunners[dask]")
+    assert hint.startswith('pip install "taskrunners[dask]" from a package index')
+    folder = plugins._checkout_member("runner-dask")
+    assert folder is not None and (folder / "pyproject.toml").is_file()
+    assert f'from this checkout: pip install "{folder}"' in hint
+    assert plugins._install_hint("taskrunners[quantum]") == 'pip install "taskrunners[quantum]"'

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import taskrunners
 from taskrunners import (
     Future,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from taskrunners import State, StateType, TaskRunnersError
 
 FINAL_TYPES = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]

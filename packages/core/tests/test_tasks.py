@@ -8,7 +8,6 @@ import threading
 import warnings
 
 import pytest
-
 from taskrunners import (
     DefinitionError,
     ParameterError,

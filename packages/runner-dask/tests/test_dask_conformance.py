@@ -3,11 +3,12 @@ scheduler and 2 workers started with the `dask` command line."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from taskrunners.testing import TaskRunnerTests
-from taskrunners_dask import DaskTaskRunner
+from taskrunners_dask import DaskTaskRunner, dask_options
 
 
 class TestOnLocalCluster(TaskRunnerTests):
@@ -26,6 +27,12 @@ class TestOnLocalCluster(TaskRunnerTests):
     @pytest.fixture
     def task_runner_with_one_worker(self, one_worker_cluster: Any) -> DaskTaskRunner:
         return DaskTaskRunner(address=one_worker_cluster.scheduler_address)
+
+    @pytest.fixture
+    def resource_limited_runner(self) -> tuple[DaskTaskRunner, Callable[[], Any]]:
+        # One worker with two threads and one unit of "slot": a temporary LocalCluster.
+        cluster = {"n_workers": 1, "threads_per_worker": 2, "processes": False, "resources": {"slot": 1}}
+        return DaskTaskRunner(cluster_kwargs=cluster), lambda: dask_options(resources={"slot": 1})
 
 
 class TestOnCommandLineCluster(TaskRunnerTests):

@@ -319,7 +319,7 @@ def test_a_failing_initializer_crashes_the_runs_with_its_error() -> None:
 
 def test_a_failed_start_leaves_the_runner_unstarted_so_that_the_next_with_works() -> None:
     runner = ProcessPoolTaskRunner(max_workers=1, initializer=print, initargs=(threading.Lock(),))
-    with pytest.raises(TypeError, match="initializer and initargs .* must be picklable"):
+    with pytest.raises(TypeError, match=r"initializer and initargs .* must be picklable"):
         with runner:
             pass
     assert not runner.started

@@ -3,13 +3,13 @@ cluster started as a separate process (`ray start`, see conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from ray_runner_support import OBJECT_STORE, RayCluster, disconnect
 from taskrunners.testing import TaskRunnerTests
-from taskrunners_ray import RayTaskRunner
+from taskrunners_ray import RayTaskRunner, remote_options
 
 #: The local Ray of these tests: 2 CPUs and a small object store, as on CI.
 LOCAL = {"num_cpus": 2, "object_store_memory": OBJECT_STORE}
@@ -39,6 +39,11 @@ class TestRayTaskRunnerLocal(TaskRunnerTests):
     def task_runner(self, local_ray: RayTaskRunner) -> RayTaskRunner:
         return RayTaskRunner(init_kwargs=local_ray.init_kwargs)
 
+    @pytest.fixture
+    def resource_limited_runner(self, local_ray: RayTaskRunner) -> tuple[RayTaskRunner, Callable[[], Any]]:
+        # The local Ray has 2 CPUs: a run that asks for both holds the only "unit".
+        return RayTaskRunner(init_kwargs=local_ray.init_kwargs), lambda: remote_options(num_cpus=2)
+
 
 class TestRayTaskRunnerCluster(TaskRunnerTests):
     """Flows with `RayTaskRunner(address=...)` on a `ray start` cluster.
@@ -63,3 +68,10 @@ class TestRayTaskRunnerCluster(TaskRunnerTests):
     @pytest.fixture
     def task_runner(self, ray_cluster: RayCluster, connection: RayTaskRunner) -> RayTaskRunner:
         return RayTaskRunner(address=ray_cluster.address)
+
+    @pytest.fixture
+    def resource_limited_runner(
+        self, ray_cluster: RayCluster, connection: RayTaskRunner
+    ) -> tuple[RayTaskRunner, Callable[[], Any]]:
+        # The cluster has 2 CPUs (ray start --num-cpus 2).
+        return RayTaskRunner(address=ray_cluster.address), lambda: remote_options(num_cpus=2)

@@ -26,8 +26,8 @@ from taskrunners import (
     flow,
 )
 from taskrunners.plugins import available_runners, load_runner
-from taskrunners.testing import tasks as t
 from taskrunners.testing import run_with_deadline
+from taskrunners.testing import tasks as t
 from taskrunners_ray import (
     DEFAULT_OBJECT_STORE_MEMORY,
     InfeasibleRequestError,

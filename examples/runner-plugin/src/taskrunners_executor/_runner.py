@@ -118,7 +118,7 @@ class ExecutorTaskRunner(TaskRunner):
                 work = executor.submit(context.run, run.spec.execute, run.upstream_states(), run.set_state, self)
             else:  # elsewhere: only the spec travels, pickled
                 work = executor.submit(_execute, dumps(run.spec), run.upstream_states())
-        except Exception as exc:  # shut down, broken, or the run does not pickle
+        except Exception as exc:  # noqa: BLE001 - shut down, broken, or the run does not pickle
             failed = run.spec.not_serializable(exc)  # FAILED, naming the argument; else None
             if failed is not None:
                 run.set_state(failed)

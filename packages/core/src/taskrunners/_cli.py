@@ -35,11 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _list_runners(load: bool) -> int:
-    from .plugins import available_runners, load_runner
+    from .plugins import _install_hint, available_runners, load_runner
 
     entries = available_runners()
     if not entries:
-        print("no task runners are installed; pip install taskrunners")
+        print(f"no task runners are installed; {_install_hint('taskrunners')}")
         return 1
     rows = [("NAME", "DISTRIBUTION", "OBJECT") + (("STATUS",) if load else ())]
     failed = 0
@@ -48,7 +48,7 @@ def _list_runners(load: bool) -> int:
         if load:
             try:
                 cls = load_runner(entry.name)
-            except Exception as exc:  # report every broken plugin, then go on
+            except Exception as exc:  # noqa: BLE001 - report every broken plugin, then go on
                 failed += 1
                 row += (f"error: {exc}",)
             else:

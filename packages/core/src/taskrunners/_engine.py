@@ -52,10 +52,10 @@ class TaskRunInfo:
     __slots__ = ("number", "task_name", "tags", "created", "start", "end", "_id", "_name")
 
     def __init__(self, task_name: str, tags: frozenset[str] = frozenset(), name: str | None = None) -> None:
-        self.task_name = task_name
-        self.number = next(_run_numbers)
-        self.tags = tags
-        self.created = time.time()
+        self.task_name: str = task_name
+        self.number: int = next(_run_numbers)
+        self.tags: frozenset[str] = tags
+        self.created: float = time.time()
         self.start: float | None = None
         self.end: float | None = None
         self._id: int | None = None  # the id as a 128-bit number
@@ -193,12 +193,12 @@ class RunSpec:
         required: frozenset[int] = frozenset(),
         upstream_runs: tuple[TaskRunInfo, ...] = (),
     ) -> None:
-        self.task = task
-        self.info = info
-        self.parameters = parameters
-        self.slotted = slotted
-        self.required = required
-        self.upstream_runs = upstream_runs
+        self.task: Task[..., Any] = task
+        self.info: TaskRunInfo = info
+        self.parameters: dict[str, Any] = parameters
+        self.slotted: tuple[str, ...] = slotted
+        self.required: frozenset[int] = required
+        self.upstream_runs: tuple[TaskRunInfo, ...] = upstream_runs
 
     # -- wire form --------------------------------------------------------------------
 
@@ -396,10 +396,10 @@ class PreparedRun:
     __slots__ = ("spec", "future", "upstream", "losses")
 
     def __init__(self, spec: RunSpec, future: Future[Any], upstream: tuple[Future[Any], ...] = ()) -> None:
-        self.spec = spec
-        self.future = future
-        self.upstream = upstream
-        self.losses = 0
+        self.spec: RunSpec = spec
+        self.future: Future[Any] = future
+        self.upstream: tuple[Future[Any], ...] = upstream
+        self.losses: int = 0
 
     @property
     def task(self) -> Task[Any, Any]:
@@ -540,7 +540,7 @@ class PreparedRun:
             return
         try:
             state = self.spec.execute(self.upstream_states(), self.set_state)
-        except BaseException as exc:  # a fault outside the task's code: never leave it open
+        except BaseException as exc:  # noqa: BLE001 - a fault outside the task's code: never leave it open
             state = self.spec.crashed(f"the engine failed: {type(exc).__name__}: {exc}", exc)
         self.set_state(state)
 
@@ -568,7 +568,7 @@ def run_attempts(
                 run_hooks(running_hooks, task, info, fast_state(_RUNNING, None, attempt, started))
             try:
                 value = task._invoke(parameters, info)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the task's code is its result
                 outcome = _after_failure(task, info, exc, attempt, started)
                 if isinstance(outcome, State):
                     # The traceback keeps this frame alive: drop the reference to the
@@ -579,7 +579,7 @@ def run_attempts(
                 with _context.blocking():
                     time.sleep(outcome)
                 continue
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - an interrupt inside the task crashes the run
                 return _interrupted(info, exc, attempt, started)
             if isinstance(value, MARKERS):
                 returned = returned_state(value, attempt, started)
@@ -606,13 +606,13 @@ async def run_attempts_async(
                 run_hooks(task.on_running_hooks, task, info, fast_state(_RUNNING, None, attempt, started))
             try:
                 value = await task._invoke_async(parameters, info)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the task's code is its result
                 outcome = _after_failure(task, info, exc, attempt, started)
                 if isinstance(outcome, State):
                     return outcome
                 await asyncio.sleep(outcome)
                 continue
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - an interrupt inside the task crashes the run
                 return _interrupted(info, exc, attempt, started)
             if isinstance(value, MARKERS):
                 returned = returned_state(value, attempt, started)
@@ -757,7 +757,7 @@ def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> 
         _context.set_blocking_hook(hook)
         try:
             outcome.append((True, context.run(fn)))
-        except BaseException as exc:  # handed to the waiting thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome.append((False, exc))
         finally:
             finished.set()

@@ -127,8 +127,8 @@ class PluginLoadError(TaskRunnersError, ImportError):
 
     def __init__(self, message: str, *, name: str, distribution: str) -> None:
         super().__init__(message)
-        self.name = name
-        self.distribution = distribution
+        self.name: str = name
+        self.distribution: str = distribution
 
 
 class NotSerializableError(TaskRunnersError, TypeError):

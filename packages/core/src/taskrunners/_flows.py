@@ -94,11 +94,14 @@ class _MissingRunner(TaskRunner):
 
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Future[Any]:
         from ._errors import RunnerLookupError
+        from .plugins import _checkout_member
 
+        folder = _checkout_member("runner-threads")
+        here = f' (from this checkout: `pip install "{folder}"`)' if folder is not None else ""
         raise RunnerLookupError(
             f"task {task.name!r}: .submit() and .map() hand runs to a task runner, and none is "
             f"installed (only taskrunners-core is). Install the default one with "
-            f"`pip install taskrunners-threads` (or `pip install taskrunners`), give the flow a "
+            f"`pip install taskrunners-threads` (or `pip install taskrunners`){here}, give the flow a "
             f"task_runner=..., or call the task directly ({task.name}(...)) to run it here."
         )
 
@@ -197,7 +200,7 @@ class Flow(Generic[P, R]):
         self.version = version
         self._method = method
         self._bound: Any = _UNBOUND
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async: bool = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 
     # -- methods ----------------------------------------------------------------------
@@ -343,7 +346,7 @@ class Flow(Generic[P, R]):
                             plain = value if _only_states(value) else _UNBOUND
                         else:
                             state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any failure of the flow's code is its result
                         state, plain = _failed(exc, 1), _UNBOUND
                 else:
                     state, plain = self._attempts(call_args, call_kwargs, info)
@@ -436,7 +439,7 @@ class Flow(Generic[P, R]):
             for future in inputs.futures:
                 try:
                     await future
-                except Exception:  # a run that did not complete: its state says how it ended
+                except Exception:  # noqa: BLE001, S110 - a run that did not complete: its state says how it ended
                     pass
             try:
                 args, kwargs = inputs.fill([future.state for future in inputs.futures])
@@ -464,7 +467,7 @@ class Flow(Generic[P, R]):
                             value = await await_with_timeout(coro, self.timeout_seconds, self._label(info))
                         state = await _final_state_async(value)
                         plain = value if _only_states(value) else _UNBOUND
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any failure of the flow's code is its result
                         state, plain = _failed(exc, attempt), _UNBOUND
                     if state.type is StateType.FAILED and attempt <= self.retries:
                         await asyncio.sleep(_delay(self.retry_delay_seconds, attempt))

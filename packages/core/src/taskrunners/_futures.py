@@ -12,10 +12,11 @@ less than allocating a condition per future, and it lets one waiter watch many f
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, List, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from . import _context
 from ._errors import DependencyError, WaitTimeout
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["DoneAndNotDone", "Future", "FutureList", "as_completed", "wait"]
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)  # a Future[bool] is a Future[int]: lists of mixed futures type-check
 
 _lock = threading.Lock()
 
@@ -135,7 +137,7 @@ def _watch(
                         pass
 
 
-class Future(Generic[R]):
+class Future(Generic[R_co]):
     """A handle on one task run that was handed to a task runner.
 
     Futures are created by task runners, never by users: `Task.submit` and `Task.map`
@@ -160,23 +162,23 @@ class Future(Generic[R]):
     )
 
     def __init__(self, task_run: TaskRunInfo, owner: TaskRunner | None = None) -> None:
-        self.task_run = task_run
+        self.task_run: TaskRunInfo = task_run
         self.native: Any = None
-        self._state: State[R] | None = None
+        self._state: State[R_co] | None = None
         self._waiters: list[_Waiter] | None = None
-        self._callbacks: list[Callable[[Future[R]], object]] | None = None
+        self._callbacks: list[Callable[[Future[R_co]], object]] | None = None
         self._owner = owner
         self._observed = False
 
     # -- reading ----------------------------------------------------------------------
 
     @property
-    def state(self) -> State[R]:
+    def state(self) -> State[R_co]:
         """The run's current state: a local read, no I/O."""
         self._observed = True
         return self.peek()
 
-    def peek(self) -> State[R]:
+    def peek(self) -> State[R_co]:
         """The run's current state, without marking the run as looked at.
 
         For runner implementations and tools: reading `state` or `result()` tells the
@@ -204,7 +206,7 @@ class Future(Generic[R]):
         if not self.done():
             _watch([self], timeout, lambda _: True)
 
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R_co:
         """Wait for the run to finish and return its value.
 
         Args:
@@ -238,7 +240,7 @@ class Future(Generic[R]):
         self._observed = True
         return state.result(raise_on_failure)
 
-    def add_done_callback(self, fn: Callable[[Future[R]], object]) -> None:
+    def add_done_callback(self, fn: Callable[[Future[R_co]], object]) -> None:
         """Call `fn(future)` when the run is final (at once if it already is).
 
         An exception raised by `fn` is logged and otherwise ignored.
@@ -253,14 +255,14 @@ class Future(Generic[R]):
                 return
         _invoke(fn, self)
 
-    def __await__(self) -> Generator[Any, None, R]:
+    def __await__(self) -> Generator[Any, None, R_co]:
         if not self.done():
             import asyncio
 
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
 
-            def wake(_: Future[R]) -> None:
+            def wake(_: Future[R_co]) -> None:
                 try:
                     loop.call_soon_threadsafe(_resolve, waiter)
                 except RuntimeError:  # the loop was closed meanwhile: nobody awaits anymore
@@ -276,7 +278,7 @@ class Future(Generic[R]):
 
     # -- for runners ------------------------------------------------------------------
 
-    def set_state(self, state: State[R]) -> None:
+    def set_state(self, state: State[R_co]) -> None:
         """Move the run to `state`. For use by `TaskRunner` implementations only.
 
         A final state wakes the waiters, then runs the done-callbacks.
@@ -335,7 +337,7 @@ def _resolve(waiter: Any) -> None:
         waiter.set_result(None)
 
 
-class FutureList(List[Future[R]]):
+class FutureList(list[Future[R]]):
     """A list of futures, as returned by `Task.map`, with helpers to wait for all of them."""
 
     def wait(self, timeout: float | None = None) -> None:
@@ -418,7 +420,7 @@ def _load_by(futures: list[Future[Any]], deadline: float, timeout: float | None)
             for state in deferred:
                 try:
                     state.load()
-                except Exception:  # reading that future's result raises it
+                except Exception:  # noqa: BLE001 - reading that future's result raises it
                     pass
         finally:
             finished.set()
@@ -434,14 +436,28 @@ def _load_by(futures: list[Future[Any]], deadline: float, timeout: float | None)
         )
 
 
-class DoneAndNotDone(NamedTuple):
-    """The two sets returned by `wait`."""
+if TYPE_CHECKING or sys.version_info >= (3, 11):
 
-    done: set[Future[Any]]
-    not_done: set[Future[Any]]
+    class DoneAndNotDone(NamedTuple, Generic[R]):
+        """The two sets returned by `wait`.
+
+        Generic in the futures' value type (`DoneAndNotDone[int]`; subscripting it at
+        run time needs Python 3.11, annotations work on 3.10).
+        """
+
+        done: set[Future[R]]
+        not_done: set[Future[R]]
+
+else:  # Python 3.10: a NamedTuple cannot be generic at run time
+
+    class DoneAndNotDone(NamedTuple):
+        """The two sets returned by `wait`."""
+
+        done: set[Future[Any]]
+        not_done: set[Future[Any]]
 
 
-def wait(futures: Iterable[Future[Any]], timeout: float | None = None) -> DoneAndNotDone:
+def wait(futures: Iterable[Future[R]], timeout: float | None = None) -> DoneAndNotDone[R]:
     """Wait until every future is final, or until `timeout` seconds have passed.
 
     Returns:
@@ -459,7 +475,7 @@ def wait(futures: Iterable[Future[Any]], timeout: float | None = None) -> DoneAn
     return DoneAndNotDone(done, futures - done)
 
 
-def as_completed(futures: Iterable[Future[Any]], timeout: float | None = None) -> Iterator[Future[Any]]:
+def as_completed(futures: Iterable[Future[R]], timeout: float | None = None) -> Iterator[Future[R]]:
     """Yield the futures as their runs finish, those already final first.
 
     Args:
@@ -475,7 +491,7 @@ def as_completed(futures: Iterable[Future[Any]], timeout: float | None = None) -
     return _as_completed(futures, timeout)
 
 
-def _as_completed(futures: list[Future[Any]], timeout: float | None) -> Iterator[Future[Any]]:
+def _as_completed(futures: list[Future[R]], timeout: float | None) -> Iterator[Future[R]]:
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = []
     for future in futures:

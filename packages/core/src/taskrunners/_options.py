@@ -43,7 +43,7 @@ class OptionSet:
             hash(key)
         except TypeError:
             key = None
-        self.key = key
+        self.key: Any = key
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -81,9 +81,9 @@ class RunOptions:
         validate: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.name = name
-        self.allowed = frozenset(allowed) if allowed is not None else None
-        self.refused = dict(refused or {})
-        self.merge = frozenset(merge)
+        self.allowed: frozenset[str] | None = frozenset(allowed) if allowed is not None else None
+        self.refused: dict[str, str] = dict(refused or {})
+        self.merge: frozenset[str] = frozenset(merge)
         self.validate = validate
         self._var: ContextVar[OptionSet] = ContextVar(f"taskrunners_options_{name}", default=_EMPTY)
 

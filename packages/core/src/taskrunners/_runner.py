@@ -67,10 +67,8 @@ class Capability(str, enum.Enum):
     SURVIVES_WORKER_LOSS = "survives-worker-loss"
     #: Results move between workers through the engine, not through the flow's process.
     NATIVE_DEPENDENCIES = "native-dependencies"
-    #: Accepts per-run resource requests (CPUs, GPUs, memory).
+    #: Accepts per-run resource requests (CPUs, GPUs, memory, custom resources).
     RESOURCE_REQUESTS = "resource-requests"
-    #: Can cancel a run that is already executing.
-    CANCELS_RUNNING = "cancels-running"
     #: Runs execute in other processes: arguments, return values and exceptions are
     #: pickled to travel (and what cannot be pickled fails the run, naming it).
     OUT_OF_PROCESS = "out-of-process"
@@ -172,7 +170,7 @@ class TaskRunner(abc.ABC):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def __enter__(self: Self) -> Self:
+    def __enter__(self: Self) -> Self:  # noqa: PYI019 - typing.Self needs Python 3.11
         if self.__started:
             raise RunnerLifecycleError(
                 f"{type(self).__name__} is already started; use runner.duplicate() for another one"

@@ -18,13 +18,13 @@ import enum
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ._errors import TaskRunnersError
 
 __all__ = ["DeferredState", "State", "StateFields", "StateType"]
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # a State holds its value read-only
 
 
 class StateType(enum.Enum):
@@ -47,7 +47,12 @@ class StateType(enum.Enum):
     CANCELLING = "CANCELLING"
 
     # Members are singletons: identity hashing keeps `state.type in ...` at C speed.
-    __hash__ = object.__hash__
+    if TYPE_CHECKING:
+
+        def __hash__(self) -> int: ...
+
+    else:
+        __hash__ = object.__hash__
 
     @property
     def is_final(self) -> bool:
@@ -109,12 +114,12 @@ class State(Generic[R]):
         started: float | None = None,
         timestamp: float | None = None,
     ) -> None:
-        self.type = type
-        self.name = name or _TITLES[type]
-        self.message = message
-        self.timestamp = time.time() if timestamp is None else timestamp
-        self.attempt = attempt
-        self.started = started
+        self.type: StateType = type
+        self.name: str = name or _TITLES[type]
+        self.message: str = message
+        self.timestamp: float = time.time() if timestamp is None else timestamp
+        self.attempt: int = attempt
+        self.started: float | None = started
         self._data = data
         self._exception = exception
 
@@ -318,7 +323,7 @@ class DeferredState(State[R]):
         )
         self._fetch: Callable[[], State[R]] | None = fetch
         self._fetch_lock = threading.Lock()
-        self.handle = handle
+        self.handle: Any = handle
 
     @property
     def loaded(self) -> bool:
@@ -352,8 +357,8 @@ class DeferredState(State[R]):
         """Take the value (and `attempt`, `started`) from `full`, the run's whole final
         state; for a runner that fetched many values at once."""
         self._data = full._data
-        self.attempt = full.attempt
-        self.started = full.started
+        self.attempt: int = full.attempt
+        self.started: float | None = full.started
         self._fetch = None
         self.handle = None
 

@@ -7,7 +7,7 @@ import importlib
 import inspect
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _context, _wire
@@ -38,7 +38,8 @@ from ._walk import Extractor, allow_failure, unmapped
 __all__ = ["Task", "task"]
 
 P = ParamSpec("P")
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # a Task[P, CoroutineType[..]] is a Task[P, Coroutine[..]]
+T = TypeVar("T")
 
 RESERVED_PARAMETERS = ("wait_for", "return_state")
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -132,12 +133,12 @@ class Task(Generic[P, R]):
         check_reserved(fn, "task", signature)
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
-        self.retries = _check_retries(self.name, retries)
+        self.retries: int = _check_retries(self.name, retries)
         if callable(retry_delay_seconds):
             retry_delay_seconds = list(retry_delay_seconds(self.retries))
         self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
-        self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
-        self.tags = frozenset(tags) if not isinstance(tags, str) else frozenset((tags,))
+        self.timeout_seconds: float | None = _check_timeout(self.name, timeout_seconds)
+        self.tags: frozenset[str] = frozenset(tags) if not isinstance(tags, str) else frozenset((tags,))
         if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
             raise DefinitionError(
                 f"task {self.name!r}: task_run_name must be a string template or a callable, "
@@ -161,7 +162,7 @@ class Task(Generic[P, R]):
         self._self_param = next(iter(signature.parameters), None) if method == "class" else None
         self._bound: Any = _UNBOUND
         self._origin: Task[Any, Any] = self
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async: bool = inspect.iscoroutinefunction(fn)
         self._signature = signature
         parameters = signature.parameters.values()
         self._kinds = {p.name: p.kind for p in parameters}
@@ -351,13 +352,24 @@ class Task(Generic[P, R]):
 
     # -- handing runs to the flow's runner --------------------------------------------
 
+    # Typing: an `async def` task's future holds what the coroutine returns. The first
+    # two overloads check the arguments against the function's parameters; the last two
+    # accept any arguments, so that a future (or a collection of futures) can stand
+    # where the task takes the value: a type checker cannot express "a future of this
+    # parameter's type". `wait_for=` is accepted by the last two as well.
     @overload
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def submit(self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> Future[T]: ...
 
     @overload
-    def submit(self, *args: Any, wait_for: Iterable[Any] | Future[Any], **kwargs: Any) -> Future[R]: ...
+    def submit(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]: ...
 
-    def submit(self, *args: Any, **kwargs: Any) -> Future[R]:
+    @overload
+    def submit(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> Future[T]: ...
+
+    @overload
+    def submit(self: Task[P, T], *args: Any, **kwargs: Any) -> Future[T]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Hand one run to the task runner of the running flow; return its future at once.
 
         Accepts the extra keyword `wait_for=[futures]`: runs that must be final before
@@ -379,7 +391,13 @@ class Task(Generic[P, R]):
         finally:
             _context.stop_tracking(previous)
 
-    def map(self, *args: Any, **kwargs: Any) -> FutureList[R]:
+    @overload
+    def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    @overload
+    def map(self: Task[P, T], *args: Any, **kwargs: Any) -> FutureList[T]: ...
+
+    def map(self, *args: Any, **kwargs: Any) -> FutureList[Any]:
         """Hand one run per element of the iterable arguments to the flow's runner.
 
         Iterables are zipped; `str`, `bytes` and non-iterable values, and any value
@@ -546,7 +564,7 @@ class Task(Generic[P, R]):
                     if self._kinds[name] is inspect.Parameter.VAR_KEYWORD:
                         run.setdefault(name, {})[key] = value
                     else:
-                        run[name] = run.get(name, ()) + (value,)
+                        run[name] = (*run.get(name, ()), value)
                 else:
                     run[path] = value
             runs.append(run)

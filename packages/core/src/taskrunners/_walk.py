@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._futures import Future, FutureList
 from ._quote import opaque, quote
@@ -19,10 +19,12 @@ from ._states import _FINAL, State
 
 __all__ = ["Extractor", "Slot", "allow_failure", "fill", "unmapped"]
 
+T = TypeVar("T")
+
 _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, bytearray, range})
 
 
-class unmapped:
+class unmapped(Generic[T]):
     """Pass `value` whole to every run of `Task.map`, even if it is iterable.
 
     `unmapped(v)[i]` is `v` for any `i`: it acts as an endless sequence of `v`.
@@ -30,17 +32,17 @@ class unmapped:
 
     __slots__ = ("value",)
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def __init__(self, value: T) -> None:
+        self.value: T = value
 
-    def __getitem__(self, _index: Any) -> Any:
+    def __getitem__(self, _index: Any) -> T:
         return self.value
 
     def __repr__(self) -> str:
         return f"unmapped({self.value!r})"
 
 
-class allow_failure:
+class allow_failure(Generic[T]):
     """Let a task run even if the upstream runs inside `value` did not complete.
 
     Wrap a future (or a collection holding futures) given as an argument or in
@@ -50,8 +52,8 @@ class allow_failure:
 
     __slots__ = ("value",)
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def __init__(self, value: T) -> None:
+        self.value: T = value
 
     def __repr__(self) -> str:
         return f"allow_failure({self.value!r})"
@@ -191,5 +193,5 @@ def _rebuild(value: Any, visit: Any) -> Any:
 def _construct(cls: type, items: Any, fallback: type) -> Any:
     try:
         return cls(items)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a collection type that cannot be rebuilt from items falls back
         return fallback(items)

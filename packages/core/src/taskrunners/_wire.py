@@ -14,6 +14,7 @@ import importlib
 import pickle
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import NotSerializableError, TaskRunnersError
@@ -26,7 +27,7 @@ _MAIN = b"__main__"
 _thread = threading.local()
 
 #: Unpickle what `dumps` made (the standard `pickle.loads`: cloudpickle's output loads with it).
-loads = pickle.loads
+loads: Callable[[bytes], Any] = pickle.loads
 
 
 def dumps(obj: Any) -> bytes:
@@ -47,7 +48,7 @@ def dumps(obj: Any) -> bytes:
         _thread.mains = 0
         try:
             data = pickle.dumps(obj, _PROTOCOL)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - anything pickle refuses falls back to cloudpickle
             first = exc
         else:
             # "__main__" inside the cached bytes of tasks shipped by value is fine; any

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -41,8 +42,8 @@ __all__ = ["ENTRY_POINT_GROUP", "RunnerEntry", "available_runners", "hookimpl", 
 
 ENTRY_POINT_GROUP = "taskrunners.runners"
 
-hookspec = pluggy.HookspecMarker("taskrunners")
-hookimpl = pluggy.HookimplMarker("taskrunners")
+hookspec: pluggy.HookspecMarker = pluggy.HookspecMarker("taskrunners")
+hookimpl: pluggy.HookimplMarker = pluggy.HookimplMarker("taskrunners")
 
 #: Where the runners that this project maintains come from, for the hint in errors.
 _KNOWN = {
@@ -51,6 +52,36 @@ _KNOWN = {
     "dask": "taskrunners[dask]",
     "ray": "taskrunners[ray]",
 }
+
+
+#: The folder of each of them under packages/ in a checkout of this repository.
+_MEMBERS = {
+    "taskrunners": "runner-threads",
+    "taskrunners[processes]": "runner-processes",
+    "taskrunners[dask]": "runner-dask",
+    "taskrunners[ray]": "runner-ray",
+}
+
+
+def _checkout_member(member: str) -> Path | None:
+    """The folder of package `member` (e.g. "runner-dask") in the checkout that this core
+    was installed from (editable, or a plain install whose sources sit in a checkout),
+    or `None` when the core was installed from a package index."""
+    packages = Path(__file__).resolve().parents[3]  # <root>/packages/core/src/taskrunners
+    folder = packages / member
+    return folder if (folder / "pyproject.toml").is_file() else None
+
+
+def _install_hint(requirement: str) -> str:
+    """`pip install` for a package this project maintains, in the form that works from
+    where the user stands: from the package index, and from the checkout when the core
+    was installed from one (the umbrella's extras cannot be resolved from a checkout)."""
+    hint = f'pip install "{requirement}"'
+    member = _MEMBERS.get(requirement)
+    folder = _checkout_member(member) if member is not None else None
+    if folder is not None:
+        hint += f' from a package index, or from this checkout: pip install "{folder}"'
+    return hint
 
 
 class RunnerSpec:
@@ -207,7 +238,7 @@ def _unknown_message(name: str) -> str:
     installed = ", ".join(sorted({e.name for e in available_runners()})) or "none"
     package = _KNOWN.get(name)
     if package is not None:
-        hint = f'install it with: pip install "{package}"'
+        hint = f"install it with: {_install_hint(package)}"
     else:
         hint = (
             "install the package that provides it (it must declare an entry point named "

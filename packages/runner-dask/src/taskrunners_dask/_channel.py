@@ -138,7 +138,7 @@ class Channel:
         """The state that `_remote.encode` packed: a `DeferredState` if the value stayed."""
         try:
             wire = loads(blob)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure crashes that run, naming it
             return record.spec.crashed(
                 f"its final state could not be unpickled in the flow's process ({type(exc).__name__}: "
                 f"{exc}); the modules it needs must be importable here",

@@ -155,5 +155,5 @@ def _small(data: Any) -> bool:
 
     try:
         return bool(sizeof(data) <= INLINE_LIMIT)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an object sizeof cannot measure is not inlined
         return False

@@ -200,7 +200,7 @@ class DaskTaskRunner(TaskRunner):
             where = f"Started a {type(self._cluster).__name__} for the flow"
         try:
             dashboard = str(client.dashboard_link)
-        except Exception:  # a scheduler without a dashboard
+        except Exception:  # noqa: BLE001 - a scheduler without a dashboard
             dashboard = "(none)"
         logger.info("%s; dashboard: %s", where, dashboard)
         try:
@@ -321,7 +321,7 @@ class DaskTaskRunner(TaskRunner):
                 pure=False,
                 **records[0].options,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever Dask refuses is sorted out below
             # Runs that cannot be pickled fail, naming the argument (as on every runner);
             # the others go again without them. If none is at fault, Dask refused them all.
             kept = []

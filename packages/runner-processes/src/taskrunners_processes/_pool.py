@@ -280,7 +280,7 @@ class WorkerPool:
                 for ready in self._wait():
                     if ready is not self._wake_r:
                         self._service(ready)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the dispatcher ends its runs whatever stopped it
             # Nobody else would ever report the runs this thread was looking after: end
             # them (and refuse new ones) instead of letting the flow wait forever.
             failed = True
@@ -402,7 +402,7 @@ class WorkerPool:
             if index is None:
                 try:
                     blob = self._task_blob(task)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a task that does not pickle crashes its runs
                     failed.append((run, exc))
                     continue
                 index = indices[id(task)] = len(blobs)
@@ -421,7 +421,7 @@ class WorkerPool:
             )
         try:
             payload = dumps(wires)
-        except Exception:
+        except Exception:  # noqa: BLE001 - find which run does not pickle, one by one
             payload = self._without_unpicklable(runs, wires, failed)
         if not wires:
             return None, [], failed
@@ -441,7 +441,7 @@ class WorkerPool:
         for wire in wires:
             try:
                 dumps(wire)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a run that does not pickle crashes alone
                 failed.append((by_number[wire[1][0]], exc))
             else:
                 kept.append(wire)
@@ -727,7 +727,7 @@ def _selector() -> selectors.BaseSelector | None:
 def _load_state(run: PreparedRun, blob: bytes, text: str | None) -> State[Any]:
     try:
         state = State.from_fields(loads(blob))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure crashes that run, naming it
         error = RuntimeError(
             f"the state of task run {run.info.name!r} came back from the worker but cannot be "
             f"unpickled here: {type(exc).__name__}: {exc}"

@@ -88,7 +88,7 @@ def worker_main(conn: Connection, progress: Any, stop: Any, setup: bytes) -> Non
             importlib.import_module(module)
         if initializer is not None:
             initializer(*initargs)
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - a failed initializer is reported to the parent
         conn.send_bytes(INIT_FAILED + traceback.format_exc().encode("utf-8", "replace"))
         return
     from ._nested import NestedRunner
@@ -132,7 +132,7 @@ def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, neste
     others: list[Any] = []
     try:
         wires: list[Wire] = loads(payload)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - any unpickling failure is reported to the parent
         if len(numbers) > 1:  # find the culprit: the parent sends the runs one by one
             conn.send_bytes(pickle.dumps(([], [], list(numbers)), _PROTOCOL))
         else:
@@ -186,7 +186,7 @@ def _load_task(blob: bytes) -> Task[Any, Any] | BaseException:
     if task is None:
         try:
             task = loads(blob)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - any unpickling failure crashes that run
             return exc
         if len(_TASKS) >= _TASKS_MAX:
             _TASKS.clear()
@@ -209,7 +209,7 @@ def _other(spec: RunSpec, number: int, state: State[Any]) -> tuple[int, bytes, s
         text = "".join(traceback.format_exception(state.exception))
     try:
         return number, dumps(tuple_fields(state)), text
-    except Exception as exc:  # a return value that cannot leave (an exception always can)
+    except Exception as exc:  # noqa: BLE001 - a return value that cannot leave (an exception always can)
         return number, dumps(tuple_fields(spec.result_not_serializable(state, exc))), text
 
 

@@ -229,11 +229,11 @@ class RayTaskRunner(TaskRunner):
                 refs = batch_variant(group[0].function, len(group)).remote(payload)
                 for sent in group:
                     sent.batch = group
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - some run cannot be handed to Ray: each on its own
             if len(group) > 1:  # some run cannot be pickled, say: each on its own
                 with self._mutex:
                     self._in_flight += len(group) - 1
-                return all([self._send([sent]) for sent in group])
+                return all([self._send([sent]) for sent in group])  # noqa: C419 - send every one, no short circuit
             run = group.pop().run
             failed = run.spec.not_serializable(exc)  # an argument that cannot be pickled, named
             if failed is not None:
@@ -279,7 +279,7 @@ class RayTaskRunner(TaskRunner):
                             group.append(queued.popleft())
                     groups.append(group)
                     self._in_flight += 1
-            if not groups or all([self._send(group) for group in groups]):
+            if not groups or all([self._send(group) for group in groups]):  # noqa: C419 - send every group
                 return
 
     # -- runs ending (on the watcher's thread) ----------------------------------------
@@ -376,7 +376,7 @@ def _fetch_many(refs: list[Any]) -> list[State[Any]]:
 
     try:
         return [loads(data) for data in ray.get(refs)]
-    except Exception:  # each on its own, then
+    except Exception:  # noqa: BLE001 - each on its own, then
         return []
 
 
@@ -429,7 +429,7 @@ def _cluster_cpus() -> int:
 
     try:
         return max(2, int(ray.cluster_resources().get("CPU", 2)))
-    except Exception:
+    except Exception:  # noqa: BLE001 - a cluster that cannot tell its CPUs gets the minimum
         return 2
 
 
@@ -487,7 +487,7 @@ class _Watcher:
                     swept = time.monotonic()
                     sweep_every = max(self._SWEEP, 100 * (swept - now))
                 outcomes = _outcomes(ray, ready) if ready else []
-            except Exception as exc:  # Ray went away (shut down under open runs)
+            except Exception as exc:  # noqa: BLE001 - Ray went away (shut down under open runs)
                 for sent in pending.values():
                     sent.run.crash(f"Ray stopped before it ended ({exc!r})", exc)
                     sent.runner._release(sent)
@@ -527,11 +527,11 @@ def _outcomes(ray: Any, refs: list[Any]) -> list[Any]:
     values: dict[Any, Any] = {}
     try:
         values = dict(zip(small, ray.get(small, timeout=FETCH_SECONDS)))
-    except Exception:
+    except Exception:  # noqa: BLE001 - fetch each on its own, to find the failing one
         for ref in small:
             try:
                 values[ref] = ray.get(ref, timeout=FETCH_SECONDS)
-            except Exception as exc:  # a GetTimeoutError ends the run CRASHED, saying so
+            except Exception as exc:  # noqa: BLE001 - a GetTimeoutError ends the run CRASHED, saying so
                 values[ref] = exc
     return [_LARGE if ref in large else values[ref] for ref in refs]
 

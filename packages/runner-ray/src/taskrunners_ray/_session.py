@@ -99,7 +99,7 @@ def _job_id() -> str:
 
     try:
         return str(ray.get_runtime_context().get_job_id())
-    except Exception:  # a client connection may not tell; identity is then the object
+    except Exception:  # noqa: BLE001 - a client connection may not tell; identity is then the object
         return "?"
 
 
@@ -133,7 +133,7 @@ def _check_same_cluster(address: str | None) -> None:
 
     try:
         connected = str(ray.get_runtime_context().gcs_address)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a connection that cannot tell its address is not checked
         return
     if connected.rsplit(":", 1)[-1] != address.rsplit(":", 1)[-1]:
         raise RuntimeError(

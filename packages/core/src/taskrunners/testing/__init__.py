@@ -1,6 +1,7 @@
 """The conformance suite for task runners.
 
-Subclass `TaskRunnerTests` in a test module and provide its `task_runner` fixture::
+Subclass `TaskRunnerTests` (the whole suite) in a test module and provide its
+`task_runner` fixture::
 
     import pytest
     from taskrunners.testing import TaskRunnerTests
@@ -9,6 +10,12 @@ Subclass `TaskRunnerTests` in a test module and provide its `task_runner` fixtur
         @pytest.fixture
         def task_runner(self):
             return MyTaskRunner()
+
+The suite is one mixin per concept (`LifecycleTests`, `SubmitTests`,
+`DependencyTests`, `MappingTests`, `WaitingTests`, `RetryAndTimeoutTests`,
+`FlowExitTests`, `CapabilityTests`, `ParityTests`, `ReliabilityTests`,
+`InterruptTests`), each usable alone on a `ConformanceBase`;
+`TaskRunnerTests` composes them all (`MIXINS` lists them).
 
 `taskrunners.testing.tasks` holds the suite's tasks (module-level, so that runners
 that ship tasks pickle them by reference; they order runs through files, never sleeps),
@@ -21,22 +28,43 @@ Attributes:
         passes, e.g. "passes taskrunners.testing 1".
 """
 
+from taskrunners import Capability
+
 from . import parity_tasks, tasks
+from ._base import ConformanceBase, requires, run_with_deadline
+from ._capabilities import CapabilityTests
+from ._dependencies import DependencyTests
+from ._flow_exit import FlowExitTests
 from ._interrupts import InterruptOutcome, InterruptTests, check_interrupted, run_interrupted
+from ._lifecycle import LifecycleTests
+from ._mapping import MappingTests
 from ._parity import ParityTests
 from ._reliability import ReliabilityTests
-from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
+from ._retries import RetryAndTimeoutTests
+from ._submit import SubmitTests
+from ._suite import MIXINS, TaskRunnerTests
+from ._waiting import WaitingTests
 
 SUITE_VERSION = "1"
 
 __all__ = [
+    "MIXINS",
     "SUITE_VERSION",
     "Capability",
+    "CapabilityTests",
+    "ConformanceBase",
+    "DependencyTests",
+    "FlowExitTests",
     "InterruptOutcome",
     "InterruptTests",
+    "LifecycleTests",
+    "MappingTests",
     "ParityTests",
     "ReliabilityTests",
+    "RetryAndTimeoutTests",
+    "SubmitTests",
     "TaskRunnerTests",
+    "WaitingTests",
     "check_interrupted",
     "parity_tasks",
     "requires",

@@ -136,14 +136,14 @@ def check(
 
     try:
         cls = load_runner(name)
-    except Exception as exc:  # RunnerLookupError, PluginLoadError: say so, do not trace
+    except Exception as exc:  # noqa: BLE001 - RunnerLookupError, PluginLoadError: say so, do not trace
         print(f"taskrunners check: {exc}", file=sys.stderr)
         return 2
     kwargs = dict(runner_kwargs or {})
     described = f"{cls.__module__}.{cls.__qualname__}({_arguments(kwargs)})"
     try:
         cls(**kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the constructor raises is reported, not traced
         print(
             f"taskrunners check: cannot make the runner {described}: {type(exc).__name__}: {exc}. "
             "Pass its arguments with --runner-arg KEY=VALUE.",

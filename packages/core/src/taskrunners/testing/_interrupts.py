@@ -34,6 +34,7 @@ import pytest
 from taskrunners import TaskRunner
 from taskrunners.lowlevel import dumps
 
+from ._base import ConformanceBase
 from ._interrupt_child import RUNS
 
 __all__ = ["InterruptOutcome", "InterruptTests", "check_interrupted", "descendants", "run_interrupted"]
@@ -213,15 +214,13 @@ def _release(folder: Path) -> float:
     return at
 
 
-class InterruptTests:
+class InterruptTests(ConformanceBase):
     """Ctrl-C and SIGTERM during a flow: mixed into `TaskRunnerTests`.
 
     A runner that cannot be pickled to reach the child process overrides
     `task_runner_in_child` to say where a function that makes it is:
     `"module:function"`, or `f"{__file__}:function"` for one in the test module.
     """
-
-    deadline: float
 
     @pytest.fixture
     def task_runner_in_child(self, task_runner: TaskRunner) -> TaskRunner | str:

@@ -9,9 +9,8 @@ that also bounds the fetching of values that stay on a cluster. A mixin of
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 
@@ -30,28 +29,13 @@ from taskrunners.states import Completed, Failed
 
 from . import parity_tasks as p
 from . import tasks as t
+from ._base import ConformanceBase, requires
 
 __all__ = ["ParityTests"]
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def requires(*capabilities: Capability) -> Callable[[F], F]:
-    """Mark a test as needing `capabilities` (as `taskrunners.testing.requires` does)."""
-
-    def mark(test: F) -> F:
-        test._requires = frozenset(capabilities)  # type: ignore[attr-defined]
-        return test
-
-    return mark
-
-
-class ParityTests:
+class ParityTests(ConformanceBase):
     """Prefect-parity behaviour that every runner must show (see the module docstring)."""
-
-    def run_flow(self, task_runner: TaskRunner, body: Any, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError  # provided by TaskRunnerTests
 
     # -- methods ----------------------------------------------------------------------
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import textwrap
 import types
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 import pytest
 
 from taskrunners import Capability, NotSerializableError, RemoteError, TaskRunner, task
 
 from . import _reliability_tasks as rt
+from ._base import ConformanceBase
 
 __all__ = ["ReliabilityTests"]
 
@@ -46,15 +46,8 @@ def _declared(suite: Any, runner: TaskRunner) -> frozenset[Capability]:
     return frozenset(capabilities if capabilities is not None else runner.capabilities)
 
 
-class ReliabilityTests:
+class ReliabilityTests(ConformanceBase):
     """Bad input and remote exceptions (see the module's docstring)."""
-
-    if TYPE_CHECKING:
-        capabilities: ClassVar[frozenset[Capability] | None]
-
-        def run_flow(
-            self, task_runner: TaskRunner, body: Callable[..., Any], *args: Any, **kwargs: Any
-        ) -> Any: ...
 
     # -- values that cannot be pickled ----------------------------------------------------
 

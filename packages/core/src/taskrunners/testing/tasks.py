@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,58 @@ class Pair:
 
     left: Any
     right: Any
+
+
+# -- probes for the capability tests -------------------------------------------------
+
+#: A context variable the IN_PROCESS test sets in the flow and reads in a task.
+CONTEXT_PROBE: ContextVar[str] = ContextVar("taskrunners_conformance_probe", default="unset")
+
+#: The signal file a `FlowProcessTripwire` creates when it is unpickled in the flow's process.
+TRIPWIRE_SIGNAL = "tripwire-unpickled-in-the-flow-process"
+
+
+class FlowProcessTripwire:
+    """A large value that leaves the signal `TRIPWIRE_SIGNAL` in `directory` if it is
+    ever unpickled in the process `pid` (the flow's): the NATIVE_DEPENDENCIES test's
+    proof that a result moved from worker to worker without passing through the flow."""
+
+    def __init__(self, directory: str, pid: int, payload: bytes) -> None:
+        self.directory = directory
+        self.pid = pid
+        self.payload = payload
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_tripwire, (self.directory, self.pid, self.payload))
+
+
+def _rebuild_tripwire(directory: str, pid: int, payload: bytes) -> FlowProcessTripwire:
+    if os.getpid() == pid:
+        signal(directory, TRIPWIRE_SIGNAL)
+    return FlowProcessTripwire(directory, pid, payload)
+
+
+@task
+def make_tripwire(directory: str, pid: int, size: int) -> FlowProcessTripwire:
+    return FlowProcessTripwire(directory, pid, b"\0" * size)
+
+
+@task
+def tripwire_size(wire: FlowProcessTripwire) -> int:
+    return len(wire.payload)
+
+
+@task
+def in_process_probe(event: threading.Event) -> tuple[int, str, bool]:
+    """The process id, the value of `CONTEXT_PROBE`, and whether `event` (an object of
+    the flow's memory) was set, from inside the run."""
+    return os.getpid(), CONTEXT_PROBE.get(), event.is_set()
+
+
+@task
+def hold_slot(directory: str, name: str) -> float:
+    """Signal `<name>-started`, wait for `<name>-go`; return when it started."""
+    started = time.monotonic()
+    signal(directory, f"{name}-started")
+    wait_signal(directory, f"{name}-go")
+    return started
