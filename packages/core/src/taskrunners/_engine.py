@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import _context
 from ._errors import TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
 from ._futures import Future, _lock
+from ._location import here
 from ._states import _NOT_OK, State, StateType, fast_state
 from ._walk import fill
 
@@ -472,11 +473,12 @@ def run_attempts(
     token = _context.current_task_run_var.set(info)
     try:
         started = time.time()
+        where = here()
         attempt = 0
         while True:
             attempt += 1
             if on_running is not None:
-                on_running(fast_state(_RUNNING, None, attempt, started))
+                on_running(fast_state(_RUNNING, None, attempt, started, where))
             try:
                 value = task._invoke(parameters, info)
             except Exception as exc:
@@ -486,13 +488,16 @@ def run_attempts(
                     # future's method so that state -> exception -> frame -> future is
                     # not a cycle that only the garbage collector can free.
                     on_running = None
+                    outcome.where = where
                     return outcome
                 with _context.blocking():
                     time.sleep(outcome)
                 continue
             except BaseException as exc:
-                return _interrupted(info, exc, attempt, started)
-            return fast_state(_COMPLETED, value, attempt, started)
+                final = _interrupted(info, exc, attempt, started)
+                final.where = where
+                return final
+            return fast_state(_COMPLETED, value, attempt, started, where)
     finally:
         _context.current_task_run_var.reset(token)
 
@@ -506,6 +511,7 @@ async def run_attempts_async(
     token = _context.current_task_run_var.set(info)
     try:
         started = time.time()
+        where = here()
         attempt = 0
         while True:
             attempt += 1
@@ -514,12 +520,15 @@ async def run_attempts_async(
             except Exception as exc:
                 outcome = _after_failure(task, exc, attempt, started)
                 if isinstance(outcome, State):
+                    outcome.where = where
                     return outcome
                 await asyncio.sleep(outcome)
                 continue
             except BaseException as exc:
-                return _interrupted(info, exc, attempt, started)
-            return State(_COMPLETED, data=value, attempt=attempt, started=started)
+                final = _interrupted(info, exc, attempt, started)
+                final.where = where
+                return final
+            return State(_COMPLETED, data=value, attempt=attempt, started=started, where=where)
     finally:
         _context.current_task_run_var.reset(token)
 

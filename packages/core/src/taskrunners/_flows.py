@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar, Union, overload
 from . import _context
 from ._errors import DefinitionError, UpstreamFailedError
 from ._futures import Future
+from ._observe import FlowWatch
 from ._runner import TaskRunner
 from ._states import State, StateType
 from ._tasks import P, check_reserved
@@ -115,9 +116,17 @@ class Flow(Generic[P, R]):
         fn: The wrapped function.
         name: The flow's name (the function's name by default).
         task_runner: What the flow runs its tasks on, as given to `@flow`.
+        progress: Whether its runs show a live progress bar (`None`: at an
+            interactive terminal, unless `TASKRUNNERS_PROGRESS` says otherwise).
     """
 
-    def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: RunnerSpec = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        task_runner: RunnerSpec = None,
+        progress: bool | None = None,
+    ) -> None:
         if not callable(fn):
             raise DefinitionError(f"@flow needs a function, got {fn!r}")
         check_reserved(fn, "flow", inspect.signature(fn))
@@ -125,11 +134,12 @@ class Flow(Generic[P, R]):
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         _check_spec(self.name, task_runner)
         self.task_runner = task_runner
+        self.progress = progress
         self.is_async = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 
-    def with_options(self, *, name: Any = _UNSET, task_runner: Any = _UNSET) -> Flow[P, R]:
-        """A copy of this flow with its name or its task runner changed.
+    def with_options(self, *, name: Any = _UNSET, task_runner: Any = _UNSET, progress: Any = _UNSET) -> Flow[P, R]:
+        """A copy of this flow with its name, its task runner or its progress changed.
 
         `task_runner=None` resets the copy to the default runner.
         """
@@ -137,6 +147,7 @@ class Flow(Generic[P, R]):
             self.fn,
             name=self.name if name is _UNSET else name,
             task_runner=self.task_runner if task_runner is _UNSET else task_runner,
+            progress=self.progress if progress is _UNSET else progress,
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -148,7 +159,8 @@ class Flow(Generic[P, R]):
 
         Accepts two extra keywords: `return_state=True` to get the flow run's `State`
         instead of its value (and no exception raised), and `wait_for=[futures]` to
-        start only after those runs are final.
+        start only after those runs are final. The state of a flow run that started
+        has its report as `state.run` (a `taskrunners.report.FlowRun`).
 
         Raises:
             UpstreamFailedError: A future among the arguments or in `wait_for` did
@@ -174,6 +186,7 @@ class Flow(Generic[P, R]):
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()  # type: ignore[return-value]
         runner = resolve_runner(self.task_runner)
+        watch = FlowWatch(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
         try:
             with runner:
@@ -183,7 +196,8 @@ class Flow(Generic[P, R]):
                     state = State(StateType.FAILED, exception=exc)
         finally:
             _context.current_runner_var.reset(token)
-        return state if return_state else state.result()  # type: ignore[return-value]
+            watch.close()
+        return watch.outcome(state, return_state)  # type: ignore[no-any-return]
 
     async def _run_async(self, args: Any, kwargs: Any, wait_for: Any, return_state: bool) -> Any:
         import asyncio
@@ -202,6 +216,7 @@ class Flow(Generic[P, R]):
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()
         runner = resolve_runner(self.task_runner)
+        watch = FlowWatch(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
         try:
             runner.__enter__()
@@ -220,7 +235,8 @@ class Flow(Generic[P, R]):
             runner.__exit__(None, None, None)
         finally:
             _context.current_runner_var.reset(token)
-        return state if return_state else state.result()
+            watch.close()
+        return watch.outcome(state, return_state)
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
@@ -300,12 +316,14 @@ def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 
 @overload
 def flow(
-    *, name: str | None = None, task_runner: RunnerSpec = None
+    *, name: str | None = None, task_runner: RunnerSpec = None, progress: bool | None = None
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
-def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec = None) -> Any:
-    """Make a function a flow: `@flow` or `@flow(name=..., task_runner=...)`.
+def flow(
+    fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec = None, progress: bool | None = None
+) -> Any:
+    """Make a function a flow: `@flow` or `@flow(name=..., task_runner=..., progress=...)`.
 
     Args:
         fn: The function (when used as a bare `@flow`).
@@ -313,11 +331,16 @@ def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec 
         task_runner: A `TaskRunner` instance, a `TaskRunner` subclass, or a registered
             runner name such as `"threads"`. Without one, the environment variable
             `TASKRUNNERS_RUNNER` names the runner, else `"threads"`.
+        progress: Show a live progress bar of the flow's runs (and a row per
+            `.map()`): `True` or `False`; `None` (the default) shows it at an
+            interactive terminal once the flow has run half a second, unless the
+            environment variable `TASKRUNNERS_PROGRESS` is `0` (or `1`: always). Needs
+            the extra `taskrunners-core[progress]` (rich); without it, nothing is shown.
 
     Raises:
         ReservedArgumentError: The function declares `wait_for` or `return_state`.
         DefinitionError: `task_runner` is not a runner, a runner class or a name.
     """
     if fn is not None:
-        return Flow(fn, name=name, task_runner=task_runner)
-    return lambda function: Flow(function, name=name, task_runner=task_runner)
+        return Flow(fn, name=name, task_runner=task_runner, progress=progress)
+    return lambda function: Flow(function, name=name, task_runner=task_runner, progress=progress)

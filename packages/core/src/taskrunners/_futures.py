@@ -394,8 +394,15 @@ class DoneAndNotDone(NamedTuple):
     not_done: set[Future[Any]]
 
 
-def wait(futures: Iterable[Future[Any]], timeout: float | None = None) -> DoneAndNotDone:
+def wait(futures: Iterable[Future[Any]], timeout: float | None = None, progress: bool = False) -> DoneAndNotDone:
     """Wait until every future is final, or until `timeout` seconds have passed.
+
+    Args:
+        futures: The futures to wait for.
+        timeout: Seconds to wait at most; `None` waits as long as it takes.
+        progress: Show a progress row for these runs while waiting: in the flow's
+            progress display if one is shown, else in one of its own (drawn once the
+            wait has lasted half a second; needs the extra `taskrunners-core[progress]`).
 
     Returns:
         `(done, not_done)`: the futures that are final, and those that are not.
@@ -406,18 +413,30 @@ def wait(futures: Iterable[Future[Any]], timeout: float | None = None) -> DoneAn
     _check_timeout(timeout)
     futures = set(futures)
     pending = [f for f in futures if not f.done()]
-    if pending:
+    if pending and progress:
+        from . import _progress
+
+        display = _progress.track("wait", futures)
+        try:
+            _watch(pending, timeout, lambda _: False)
+        finally:
+            if display is not None:
+                _progress.close_display(display)
+    elif pending:
         _watch(pending, timeout, lambda _: False)
     done = {f for f in futures if f.done()}
     return DoneAndNotDone(done, futures - done)
 
 
-def as_completed(futures: Iterable[Future[Any]], timeout: float | None = None) -> Iterator[Future[Any]]:
+def as_completed(
+    futures: Iterable[Future[Any]], timeout: float | None = None, progress: bool = False
+) -> Iterator[Future[Any]]:
     """Yield the futures as their runs finish, those already final first.
 
     Args:
         futures: The futures to watch; a future given twice is yielded once.
         timeout: Seconds, counted from the call, after which to stop waiting.
+        progress: Show a progress row for these runs while iterating (as for `wait`).
 
     Raises:
         WaitTimeout: Some runs had not finished when `timeout` passed.
@@ -425,7 +444,20 @@ def as_completed(futures: Iterable[Future[Any]], timeout: float | None = None) -
     """
     _check_timeout(timeout)
     futures = list(dict.fromkeys(futures))
+    if progress:
+        return _as_completed_shown(futures, timeout)
     return _as_completed(futures, timeout)
+
+
+def _as_completed_shown(futures: list[Future[Any]], timeout: float | None) -> Iterator[Future[Any]]:
+    from . import _progress
+
+    display = _progress.track("as_completed", futures)
+    try:
+        yield from _as_completed(futures, timeout)
+    finally:
+        if display is not None:
+            _progress.close_display(display)
 
 
 def _as_completed(futures: list[Future[Any]], timeout: float | None) -> Iterator[Future[Any]]:

@@ -42,6 +42,7 @@ from ._states import _NOT_OK, State
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
+    from ._record import Recording
     from ._tasks import Task
 
 __all__ = ["Capability", "TaskRunner"]
@@ -88,6 +89,7 @@ class TaskRunner(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     known_conformance_failures: ClassVar[Mapping[str, str]] = {}
     __started = False
+    __recording: Recording | None = None
 
     # -- to implement -----------------------------------------------------------------
 
@@ -278,6 +280,9 @@ class TaskRunner(abc.ABC):
 
     def _run_final(self, future: Future[Any], state: State[Any]) -> None:
         """Called by `Future.set_state` when one of this runner's runs becomes final."""
+        recording = self.__recording
+        if recording is not None:
+            recording.add(future.task_run, state)
         with self.__lock:
             if state.type in _NOT_OK:
                 self.__failed.append(future)
@@ -293,6 +298,10 @@ class TaskRunner(abc.ABC):
             self.__idle_callbacks = []
         for fn in callbacks:
             fn()
+
+    def _record_into(self, recording: Recording | None) -> None:
+        """Record each run that becomes final into `recording` (a flow run's report)."""
+        self.__recording = recording
 
     def _when_idle(self, fn: Callable[[], object]) -> None:
         """Call `fn()` once no run is open (at once if none is); for async flows."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from ._errors import TaskRunnersError
+from ._location import RunLocation
 
 __all__ = ["DeferredState", "State", "StateFields", "StateType"]
 
@@ -84,9 +85,12 @@ class State(Generic[R]):
         attempt: How many attempts had started when this state was entered (0 for a
             run that never started).
         started: When the first attempt started, or `None` if the run never started.
+        where: Where the run executed (a `RunLocation`: host, process, thread and
+            what the runner adds), on the final state the engine made there; `None` for a
+            run that never started, or a state made elsewhere.
     """
 
-    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "_data", "_exception")
+    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "where", "_data", "_exception")
 
     def __init__(
         self,
@@ -99,6 +103,7 @@ class State(Generic[R]):
         attempt: int = 0,
         started: float | None = None,
         timestamp: float | None = None,
+        where: RunLocation | None = None,
     ) -> None:
         self.type = type
         self.name = name or _TITLES[type]
@@ -106,6 +111,7 @@ class State(Generic[R]):
         self.timestamp = time.time() if timestamp is None else timestamp
         self.attempt = attempt
         self.started = started
+        self.where = where
         self._data = data
         self._exception = exception
 
@@ -188,10 +194,12 @@ class State(Generic[R]):
         )
 
     @classmethod
-    def from_fields(cls, fields: StateFields | tuple[Any, ...]) -> State[Any]:
+    def from_fields(cls, fields: StateFields | tuple[Any, ...], where: RunLocation | None = None) -> State[Any]:
         """A plain `State` with these fields (the inverse of `fields()`).
 
-        `type` may be a `StateType` or its string value (the wire form).
+        `type` may be a `StateType` or its string value (the wire form). `where` is
+        not a field: a runner that sends states as fields sends the final state's
+        `where` beside them (a `RunLocation` is a tuple of builtins) and passes it here.
 
         Raises:
             ValueError: `type` names no `StateType`.
@@ -206,13 +214,16 @@ class State(Generic[R]):
         state.timestamp = timestamp
         state.attempt = attempt
         state.started = started
+        state.where = where
         state._data = data
         state._exception = exception
         return state
 
     def __reduce__(self) -> tuple[Any, ...]:
         fields = self.fields()
-        return (_state_from_wire, (fields[0].value, *fields[1:]))
+        if self.where is None:
+            return (_state_from_wire, (fields[0].value, *fields[1:]))
+        return (_state_from_wire, (fields[0].value, *fields[1:], tuple(self.where)))
 
     def __repr__(self) -> str:
         if self.type is StateType.COMPLETED:
@@ -227,6 +238,8 @@ class State(Generic[R]):
 
 
 def _state_from_wire(*fields: Any) -> State[Any]:
+    if len(fields) > 8:  # the state's `where` follows its fields
+        return State.from_fields(fields[:8], RunLocation(*fields[8]))
     state: State[Any] = State.from_fields(fields)
     return state
 
@@ -254,6 +267,7 @@ class DeferredState(State[R]):
         attempt: As for `State` (the worker's figure replaces it once fetched).
         started: As for `State` (the worker's figure replaces it once fetched).
         timestamp: As for `State`.
+        where: As for `State` (the worker's figure replaces it once fetched).
     """
 
     __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle")
@@ -268,6 +282,7 @@ class DeferredState(State[R]):
         attempt: int = 0,
         started: float | None = None,
         timestamp: float | None = None,
+        where: RunLocation | None = None,
     ) -> None:
         super().__init__(
             StateType.COMPLETED,
@@ -276,6 +291,7 @@ class DeferredState(State[R]):
             attempt=attempt,
             started=started,
             timestamp=timestamp,
+            where=where,
         )
         self._fetch: Callable[[], State[R]] | None = fetch
         self._fetch_lock = threading.Lock()
@@ -315,6 +331,8 @@ class DeferredState(State[R]):
         self._data = full._data
         self.attempt = full.attempt
         self.started = full.started
+        if full.where is not None:
+            self.where = full.where
         self._fetch = None
         self.handle = None
 
@@ -373,6 +391,7 @@ def fast_state(
     data: Any,
     attempt: int,
     started: float | None,
+    where: RunLocation | None = None,
     _now: Any = time.time,
     _new: Any = object.__new__,
 ) -> State[Any]:
@@ -387,6 +406,7 @@ def fast_state(
     state.timestamp = _now()
     state.attempt = attempt
     state.started = started
+    state.where = where
     state._data = data
     state._exception = None
     return state
