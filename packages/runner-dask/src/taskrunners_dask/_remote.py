@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from taskrunners import State, TaskRunnersError
-from taskrunners.lowlevel import DeferredState, RunSpec, blocking, dumps, lending
+from taskrunners.lowlevel import DeferredState, RunSpec, add_location_hook, blocking, dumps, lending
 
 __all__ = ["INLINE_LIMIT", "encode", "run"]
 
@@ -45,6 +45,7 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
     from ._worker_plugin import NAME, pending
 
     worker = get_worker()
+    add_location_hook(_where)
     runner = DaskTaskRunner._for_worker()
     with lending(_seceding), runner:
         state = spec.execute(upstream_states, None, runner)
@@ -57,6 +58,17 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
     else:
         worker.log_event(topic, message)
     return state
+
+
+def _where() -> dict[str, str]:
+    """The run report's location hook: the Dask worker this thread belongs to."""
+    from distributed import get_worker
+
+    try:
+        address = str(get_worker().address)
+    except ValueError:  # not a Dask worker's thread (the client's process)
+        return {}
+    return {"worker": f"dask {address}", "dask_worker": address}
 
 
 @contextlib.contextmanager
@@ -113,22 +125,24 @@ if "dask" in sys.modules:  # on a worker (unpickling a run): Dask is loaded alre
 
 def encode(state: State[Any]) -> bytes:
     """The final state as bytes for the report: `State.fields()` (the type as its
-    value) and whether the value is included, which it is only if small.
+    value), whether the value is included, which it is only if small, and where the
+    run ran (`State.where`, a tuple, or `None`).
 
     An exception that does not pickle is replaced by a `TaskRunnersError` naming it.
     """
     fields = state.fields()
     head, data, error = (fields.type.value, *fields[1:6]), fields.data, fields.exception
+    where = None if state.where is None else tuple(state.where)
     if error is not None and _dumps(error) is None:
         error = TaskRunnersError(
             f"the run raised {type(error).__qualname__}: {error}, which could not be "
             "pickled to reach the flow's process"
         )
     if type(data) in _ALWAYS_INLINE or _small(data):
-        blob = _dumps((*head, data, error, True))
+        blob = _dumps((*head, data, error, True, where))
         if blob is not None and len(blob) <= INLINE_LIMIT:
             return blob
-    return dumps((*head, None, error, False))
+    return dumps((*head, None, error, False, where))
 
 
 def _small(data: Any) -> bool:

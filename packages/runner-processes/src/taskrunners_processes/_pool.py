@@ -508,10 +508,10 @@ class WorkerPool:
         batch = worker.batch
         finished: list[tuple[PreparedRun, State[Any]]] = []
         from_fields = State.from_fields
-        for number, value, attempt, started, timestamp in done:
+        for number, value, attempt, started, timestamp, where in done:
             run = batch.pop(number, None)
             if run is not None:  # else given up on already (a broken pool)
-                state = from_fields((_COMPLETED, "Completed", "", timestamp, attempt, started, value, None))
+                state = from_fields((_COMPLETED, "Completed", "", timestamp, attempt, started, value, None), where)
                 finished.append((run, state))
         for number, blob, text in others:
             run = batch.pop(number, None)
@@ -698,7 +698,8 @@ def _selector() -> selectors.BaseSelector | None:
 
 def _load_state(run: PreparedRun, blob: bytes, text: str | None) -> State[Any]:
     try:
-        state = State.from_fields(loads(blob))
+        wire = loads(blob)
+        state = State.from_fields(wire[:8], wire[8] if len(wire) > 8 else None)
     except Exception as exc:
         error = RuntimeError(
             f"the state of task run {run.info.name!r} came back from the worker but cannot be "

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskrunners import State, StateType
-from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
+from taskrunners.lowlevel import OptionSet, RunSpec, add_location_hook, dumps, loads
 
 __all__ = ["base_function", "batch_variant", "batchable", "on_worker", "run_batch", "run_remote", "variant"]
 
@@ -38,9 +38,22 @@ def run_batch(payload: bytes) -> tuple[bytes, ...]:
     return tuple(_execute(spec, ()) for spec in specs)
 
 
+@functools.cache
+def _where() -> dict[str, str]:
+    """The run report's location hook: the Ray node and worker of this process."""
+    import ray
+
+    if not on_worker():
+        return {}
+    context = ray.get_runtime_context()
+    node, worker = str(context.get_node_id()), str(context.get_worker_id())
+    return {"worker": f"ray worker {worker[:12]}", "ray_node": node, "ray_worker": worker}
+
+
 def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
     from ._runner import RayTaskRunner
 
+    add_location_hook(_where)
     runner = RayTaskRunner.for_worker()
     state = spec.execute(states, runner=runner)
     if runner.started:  # the task submitted runs: wait for them
@@ -55,7 +68,9 @@ def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
             f"task run {spec.info.name!r} returned a value that cannot be pickled to leave its "
             f"Ray worker: {type(cause).__name__}: {cause}"
         )
-        return dumps(State(StateType.FAILED, exception=error, name="NotSerializable", attempt=state.attempt))
+        return dumps(
+            State(StateType.FAILED, exception=error, name="NotSerializable", attempt=state.attempt, where=state.where)
+        )
 
 
 def _portable(state: State[Any]) -> State[Any]:
@@ -78,7 +93,7 @@ def _portable(state: State[Any]) -> State[Any]:
         f"{type(exc).__module__}.{type(exc).__qualname__}: {text} (the original exception "
         f"does not travel back from the Ray worker: {problem})"
     )
-    return State.from_fields(fields._replace(exception=replacement))
+    return State.from_fields(fields._replace(exception=replacement), state.where)
 
 
 @functools.cache
