@@ -12,7 +12,7 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from ._states import _NOT_OK, State
+from ._states import _NOT_OK, DeferredState, State
 
 if TYPE_CHECKING:
     from ._engine import TaskRunInfo
@@ -32,7 +32,7 @@ Entry = tuple["TaskRunInfo", str, str, int, "RunLocation | None", "str | None"]
 class Recording:
     """The task runs of one flow run, as they become final (filled by its runner)."""
 
-    __slots__ = ("flow_name", "runner", "start", "end", "state", "entries", "children", "_run")
+    __slots__ = ("flow_name", "runner", "start", "end", "state", "entries", "children", "late", "_run")
 
     def __init__(self, flow_name: str, runner: TaskRunner) -> None:
         self.flow_name = flow_name
@@ -42,6 +42,7 @@ class Recording:
         self.state: State[Any] | None = None
         self.entries: list[Entry] = []
         self.children: list[Recording] = []
+        self.late: dict[int, RunLocation] = {}  # run number -> where, learnt with a deferred value
         self._run: FlowRun | None = None
 
     def add(self, info: TaskRunInfo, state: State[Any]) -> None:
@@ -50,7 +51,21 @@ class Recording:
         if state.type in _NOT_OK:
             exc = state.exception
             error = None if exc is None else f"{type(exc).__qualname__}: {exc}"
-        self.entries.append((info, state.type.value, state.name, state.attempt, state.where, error))
+        where = state.where
+        if where is None and isinstance(state, DeferredState) and not state.loaded:
+            number = info.number  # where it ran comes with its value, if someone reads it
+            state._on_fill = lambda filled: self._filled(number, filled)
+        self.entries.append((info, state.type.value, state.name, state.attempt, where, error))
+
+    def _filled(self, number: int, state: DeferredState[Any]) -> None:
+        if state.where is not None:
+            self.late[number] = state.where
+
+    def location(self, info: TaskRunInfo, where: RunLocation | None) -> RunLocation | None:
+        """Where a recorded run ran: as recorded, or as learnt later with its value."""
+        if where is None and self.late:
+            return self.late.get(info.number)
+        return where
 
     def finish(self, state: State[Any]) -> None:
         """The flow run ended in `state`."""

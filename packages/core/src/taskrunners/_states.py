@@ -270,7 +270,7 @@ class DeferredState(State[R]):
         where: As for `State` (the worker's figure replaces it once fetched).
     """
 
-    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle")
+    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "_on_fill", "handle")
 
     def __init__(
         self,
@@ -295,6 +295,7 @@ class DeferredState(State[R]):
         )
         self._fetch: Callable[[], State[R]] | None = fetch
         self._fetch_lock = threading.Lock()
+        self._on_fill: Callable[[DeferredState[R]], object] | None = None  # the run report's
         self.handle = handle
 
     @property
@@ -335,6 +336,9 @@ class DeferredState(State[R]):
             self.where = full.where
         self._fetch = None
         self.handle = None
+        on_fill, self._on_fill = self._on_fill, None
+        if on_fill is not None:
+            on_fill(self)
 
     @staticmethod
     def load_all(

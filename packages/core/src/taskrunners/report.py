@@ -168,7 +168,7 @@ class FlowRun:
             TaskRunRecord(
                 name=info.name, task=info.task_name, id=str(info.id), runner=recording.runner, state=kind,
                 state_name=state_name, attempts=attempts, queued=info.created, start=info.start, end=info.end,
-                error=text, where=None if where is None else RunLocation(*where), tags=tuple(sorted(info.tags)),
+                error=text, where=_location(recording.location(info, where)), tags=tuple(sorted(info.tags)),
             )  # fmt: skip
             for info, kind, state_name, attempts, where, text in list(recording.entries)
         ]
@@ -199,9 +199,10 @@ class FlowRun:
         return counts
 
     def workers(self) -> list[str]:
-        """The workers its task runs ran on (the timeline's rows), in order of first start."""
+        """The workers that its task runs, and those of its nested flow runs, ran on (the
+        timeline's rows), in order of first start."""
         first: dict[str, float] = {}
-        for run in self.task_runs:
+        for run in self.all_task_runs():
             moment = run.start if run.start is not None else (run.end or run.queued)
             worker = run.worker
             if worker not in first or moment < first[worker]:
@@ -332,3 +333,7 @@ class FlowRun:
     def __repr__(self) -> str:
         counts = ", ".join(f"{count} {kind.lower()}" for kind, count in sorted(self.counts().items()))
         return f"<FlowRun {self.name!r} {self.state}: {len(self.task_runs)} task runs ({counts})>"
+
+
+def _location(where: Any) -> RunLocation | None:
+    return None if where is None else RunLocation(*where)
