@@ -30,7 +30,7 @@ def perfetto(flow_run: FlowRun) -> dict[str, Any]:
     origin = flow_run.start
     events: list[dict[str, Any]] = []
     processes: dict[tuple[str, int, str | None], int] = {}
-    threads: dict[tuple[int, int], int] = {}
+    threads: dict[tuple[int, int, str], int] = {}
 
     def us(moment: float) -> float:
         return round((moment - origin) * 1e6, 3)
@@ -49,7 +49,7 @@ def perfetto(flow_run: FlowRun) -> dict[str, Any]:
             pid = processes[key] = len(processes) + 2  # 1 is the flow runs'
             events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": label}})
             events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
-        thread_key = (pid, where.thread_id if where is not None else 0)
+        thread_key = (pid, where.thread_id, where.thread) if where is not None else (pid, 0, "")
         tid = threads.get(thread_key)
         if tid is None:
             tid = threads[thread_key] = len(threads) + 1
