@@ -18,6 +18,9 @@ from taskrunners.lowlevel import RunLocation, add_location_hook
 from taskrunners.report import FlowRun, TaskRunRecord
 from taskrunners_threads import ThreadPoolTaskRunner
 
+sys.path.insert(0, str(Path(__file__).parent))
+from trace_format import validate_trace_event_format  # noqa: E402
+
 
 @task(retries=1)
 def page(number: int) -> int:
@@ -150,38 +153,6 @@ def test_load_refuses_what_is_not_a_report(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text("not json")
     with pytest.raises(ValueError, match="not JSON"):
         FlowRun.load(tmp_path / "junk.json")
-
-
-def validate_trace_event_format(trace: dict[str, Any]) -> None:
-    """Check a trace against the Trace Event Format (JSON object form), as Perfetto reads it.
-
-    Perfetto's Python trace processor needs a binary it downloads, which this machine
-    cannot fetch; this checks the structure the format defines instead.
-    """
-    assert isinstance(trace["traceEvents"], list) and trace["traceEvents"]
-    assert trace.get("displayTimeUnit", "ms") in ("ms", "ns")
-    named_processes = set()
-    named_threads = set()
-    for event in trace["traceEvents"]:
-        assert event["ph"] in ("X", "M"), event
-        assert isinstance(event["pid"], int) and isinstance(event["tid"], int), event
-        assert isinstance(event["name"], str) and event["name"], event
-        if event["ph"] == "M":
-            assert event["name"] in ("process_name", "thread_name", "process_sort_index"), event
-            if event["name"] == "process_name":
-                named_processes.add(event["pid"])
-                assert isinstance(event["args"]["name"], str)
-            elif event["name"] == "thread_name":
-                named_threads.add((event["pid"], event["tid"]))
-                assert isinstance(event["args"]["name"], str)
-        else:
-            assert isinstance(event["ts"], (int, float)) and event["ts"] >= 0, event
-            assert isinstance(event["dur"], (int, float)) and event["dur"] >= 0, event
-            assert isinstance(event.get("args", {}), dict)
-    for event in trace["traceEvents"]:
-        if event["ph"] == "X":  # every complete event sits on a named process and thread
-            assert event["pid"] in named_processes and (event["pid"], event["tid"]) in named_threads
-    json.dumps(trace, allow_nan=False)  # strict JSON: no NaN or Infinity
 
 
 def test_perfetto_trace_has_a_thread_per_worker_and_an_event_per_run(report: FlowRun) -> None:
