@@ -413,12 +413,13 @@ def wait(futures: Iterable[Future[Any]], timeout: float | None = None, progress:
     _check_timeout(timeout)
     futures = set(futures)
     pending = [f for f in futures if not f.done()]
-    if pending and progress:
+    if progress:
         from . import _progress
 
         display = _progress.track("wait", futures)
         try:
-            _watch(pending, timeout, lambda _: False)
+            if pending:
+                _watch(pending, timeout, lambda _: False)
         finally:
             if display is not None:
                 _progress.close_display(display)
