@@ -85,6 +85,7 @@ class FlowState(State[Any]):
     """The final state of a flow run: a `State` with the run's report as `run`."""
 
     __slots__ = ("_recording",)
+    _recording: Recording
 
     @property
     def run(self) -> FlowRun:

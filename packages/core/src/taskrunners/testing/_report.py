@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, ClassVar
 
 from taskrunners import Capability, TaskRunner
 
@@ -20,7 +20,7 @@ class RunReportTests:
     """
 
     run_flow: Any
-    capabilities: Any
+    capabilities: ClassVar[frozenset[Capability] | None]
 
     def _declared(self, task_runner: TaskRunner) -> frozenset[Capability]:
         return frozenset(self.capabilities if self.capabilities is not None else task_runner.capabilities)
