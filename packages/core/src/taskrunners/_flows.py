@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar, Union, overload
 from . import _context
 from ._errors import DefinitionError, UpstreamFailedError
 from ._futures import Future
-from ._observe import FlowWatch
+from ._record import Recording
 from ._runner import TaskRunner
 from ._states import State, StateType
 from ._tasks import P, check_reserved
@@ -186,7 +186,7 @@ class Flow(Generic[P, R]):
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()  # type: ignore[return-value]
         runner = resolve_runner(self.task_runner)
-        watch = FlowWatch(self.name, runner, self.progress)
+        watch = Recording.begin(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
         try:
             with runner:
@@ -216,7 +216,7 @@ class Flow(Generic[P, R]):
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()
         runner = resolve_runner(self.task_runner)
-        watch = FlowWatch(self.name, runner, self.progress)
+        watch = Recording.begin(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
         try:
             runner.__enter__()

@@ -45,10 +45,31 @@ _rich: list[bool] = []
 Counter = Callable[[], "tuple[int, dict[str, int]]"]
 
 
+def _environment_lookup() -> Callable[[], str | None]:
+    """A fast read of `ENV`: every flow call asks, and `os.environ.get` of a missing
+    variable costs a raised KeyError (half a microsecond). CPython keeps the encoded
+    variables in `os.environ._data`; elsewhere, the plain lookup."""
+    data = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    decode = getattr(os.environ, "decodevalue", None)
+    if not isinstance(data, dict) or encode is None or decode is None:
+        return lambda: os.environ.get(ENV)
+    key = encode(ENV)
+
+    def lookup() -> str | None:
+        value = data.get(key)
+        return None if value is None else str(decode(value))
+
+    return lookup
+
+
+_environment = _environment_lookup()
+
+
 def enabled(option: bool | None) -> bool:
     """Whether to show progress, given a `progress=` option (`None`: decide here)."""
     if option is None:
-        value = os.environ.get(ENV)
+        value = _environment()
         if value is not None and value.strip().lower() in _OFF:
             return False
         if (value is None or value.strip().lower() not in _ON) and not _interactive():

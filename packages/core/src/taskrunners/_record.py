@@ -9,41 +9,76 @@ their text only, so that the recording keeps nothing alive). The public side, a
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from . import _context, _progress
 from ._states import _NOT_OK, DeferredState, State
 
 if TYPE_CHECKING:
     from ._engine import TaskRunInfo
     from ._location import RunLocation
+    from ._progress import Display
     from ._runner import TaskRunner
     from .report import FlowRun
 
-__all__ = ["FlowState", "Recording", "current_recording"]
+__all__ = ["FlowState", "Recording"]
 
-#: The recording of the flow run whose body runs here (to link a nested flow run to it).
-current_recording: ContextVar[Recording | None] = ContextVar("taskrunners_recording", default=None)
+_current_runner = _context.current_runner_var.get
 
 #: One task run, as recorded: (info, state type value, state name, attempts, where, error text).
 Entry = tuple["TaskRunInfo", str, str, int, "RunLocation | None", "str | None"]
 
 
 class Recording:
-    """The task runs of one flow run, as they become final (filled by its runner)."""
+    """The task runs of one flow run, as they become final (filled by its runner).
 
-    __slots__ = ("flow_name", "runner", "start", "end", "state", "entries", "children", "late", "_run")
+    It is also what the flow run sets up around its body to be seen: made by `begin`,
+    it records from then on and shows progress if asked, until `close`.
+    """
+
+    __slots__ = (
+        "flow_name", "runner", "start", "end", "state", "entries", "children", "late", "display", "_run",
+    )  # fmt: skip
 
     def __init__(self, flow_name: str, runner: TaskRunner) -> None:
         self.flow_name = flow_name
-        self.runner = f"{type(runner).__module__.split('.')[0]}.{type(runner).__qualname__}"
+        self.runner: type[TaskRunner] = type(runner)
         self.start = time.time()
         self.end: float | None = None
         self.state: State[Any] | None = None
         self.entries: list[Entry] = []
         self.children: list[Recording] = []
         self.late: dict[int, RunLocation] = {}  # run number -> where, learnt with a deferred value
+        self.display: Display | None = None
         self._run: FlowRun | None = None
+
+    @classmethod
+    def begin(cls, name: str, runner: TaskRunner, progress: bool | None) -> Recording:
+        """Start recording the runs of `runner` for a flow run named `name`, showing
+        progress if `progress` (or, for `None`, the environment) says so."""
+        recording = cls(name, runner)
+        runner._record_into(recording)
+        outer = _current_runner()  # the runner of the flow run this one is nested in, if any
+        if outer is not None:
+            parent = outer._recording()
+            if parent is not None:
+                parent.children.append(recording)
+        if _progress.enabled(progress):
+            recording.display = _progress.flow_display(name, runner, recording)
+        return recording
+
+    def close(self) -> None:
+        """The flow's body and its runs are over: stop showing progress."""
+        if self.display is not None:
+            _progress.close_display(self.display)
+
+    def outcome(self, state: State[Any], return_state: bool) -> Any:
+        """The flow call's return: its state with the report (`return_state`), or its value."""
+        self.end = time.time()
+        self.state = state
+        if return_state:
+            return FlowState.of(state, self)
+        return state.result()
 
     def add(self, info: TaskRunInfo, state: State[Any]) -> None:
         """Record a run that became final (called by the runner)."""
@@ -67,10 +102,10 @@ class Recording:
             return self.late.get(info.number)
         return where
 
-    def finish(self, state: State[Any]) -> None:
-        """The flow run ended in `state`."""
-        self.end = time.time()
-        self.state = state
+    @property
+    def runner_name(self) -> str:
+        """The runner's class as `package.Class`."""
+        return f"{self.runner.__module__.split('.')[0]}.{self.runner.__qualname__}"
 
     def flow_run(self) -> FlowRun:
         """The public record (made once, on first request)."""

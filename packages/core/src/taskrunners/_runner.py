@@ -303,6 +303,10 @@ class TaskRunner(abc.ABC):
         """Record each run that becomes final into `recording` (a flow run's report)."""
         self.__recording = recording
 
+    def _recording(self) -> Recording | None:
+        """The flow run's recording that this runner records into, if any."""
+        return self.__recording
+
     def _when_idle(self, fn: Callable[[], object]) -> None:
         """Call `fn()` once no run is open (at once if none is); for async flows."""
         with self.__lock:

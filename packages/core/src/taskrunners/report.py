@@ -166,7 +166,7 @@ class FlowRun:
             error = f"{type(state.exception).__qualname__}: {state.exception}"
         runs = [
             TaskRunRecord(
-                name=info.name, task=info.task_name, id=str(info.id), runner=recording.runner, state=kind,
+                name=info.name, task=info.task_name, id=str(info.id), runner=recording.runner_name, state=kind,
                 state_name=state_name, attempts=attempts, queued=info.created, start=info.start, end=info.end,
                 error=text, where=_location(recording.location(info, where)), tags=tuple(sorted(info.tags)),
             )  # fmt: skip
@@ -175,7 +175,7 @@ class FlowRun:
         return cls(
             name=recording.flow_name,
             id=str(uuid.uuid4()),
-            runner=recording.runner,
+            runner=recording.runner_name,
             start=recording.start,
             end=recording.end,
             state="RUNNING" if state is None else state.type.value,
