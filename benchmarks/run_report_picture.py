@@ -9,7 +9,7 @@ Runs a flow on `ProcessPoolTaskRunner(max_workers=3)`: a `.map()` of 12 download
 uneven length, one of which fails twice and then succeeds, one that fails for good, and
 a run that never starts because its upstream run failed. It saves the run's report as
 `docs/img/run-report.json`, its timeline as `docs/img/run-report.html`, and a
-screenshot of the timeline, with the details of one run shown on hover, as
+screenshot of the timeline, with the details of the failed run shown on hover, as
 `docs/img/run-report-timeline.png`.
 """
 
@@ -86,10 +86,10 @@ def main() -> None:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1100, "height": 520}, device_scale_factor=1)
+        page = browser.new_page(viewport={"width": 1100, "height": 540}, device_scale_factor=1)
         page.goto((args.out / "run-report.html").resolve().as_uri())
-        retried = next(run for run in report.task_runs if run.attempts == 3)
-        box = page.locator(f'.run[data-name="{retried.name}"]').bounding_box()
+        failed = next(run for run in report.task_runs if run.state == "FAILED" and run.start is not None)
+        box = page.locator(f'.run[data-name="{failed.name}"]').bounding_box()
         assert box is not None
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.screenshot(path=str(args.out / "run-report-timeline.png"))

@@ -145,7 +145,10 @@ _SCRIPT = """
   function place(event) {
     var x = event.clientX + 14, y = event.clientY + 14;
     if (x + tip.offsetWidth > window.innerWidth) { x = Math.max(0, event.clientX - tip.offsetWidth - 14); }
-    if (y + tip.offsetHeight > window.innerHeight) { y = Math.max(0, event.clientY - tip.offsetHeight - 14); }
+    if (y + tip.offsetHeight > window.innerHeight) {
+      y = event.clientY - tip.offsetHeight - 14;  // above the pointer, else as low as it fits
+      if (y < 0) { y = Math.max(0, window.innerHeight - tip.offsetHeight); }
+    }
     tip.style.left = x + "px";
     tip.style.top = y + "px";
   }
