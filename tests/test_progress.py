@@ -38,8 +38,12 @@ def test_the_environment_variable_decides_without_an_option(
         assert _progress.enabled(None) is False
 
 
-def test_off_where_standard_error_is_not_a_terminal(no_progress_env: None) -> None:
-    assert not sys.stderr.isatty()  # pytest captures it
+def test_off_where_standard_error_is_not_a_terminal(no_progress_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Pipe:
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.setattr(sys, "stderr", Pipe())
     assert _progress.enabled(None) is False
 
 

@@ -231,3 +231,16 @@ def test_records_round_trip_through_dicts() -> None:
     )  # fmt: skip
     assert TaskRunRecord.from_dict(record.to_dict()) == record
     assert record.duration is None and record.worker == "(did not run)"
+
+
+def test_an_async_flow_run_has_its_report_too() -> None:
+    import asyncio
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    async def gather() -> list[int]:
+        return [await future for future in page.map([1, 2])]
+
+    state = asyncio.run(gather(return_state=True))
+    assert state.result() == [1, 2]
+    assert sorted(run.state for run in state.run.task_runs) == ["COMPLETED", "COMPLETED"]
+    assert state.run.end is not None and state.run.end >= max(run.end for run in state.run.task_runs)  # type: ignore[type-var]
