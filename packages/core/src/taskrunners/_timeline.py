@@ -89,12 +89,13 @@ _SCRIPT = """
     track.className = "track";
     rows[key].forEach(function (run) {
       var s = begin(run), e = run.end !== null ? run.end : s, lane = 0;
+      var shown = Math.max(e, s + span * 0.006);  // a short run still takes a few pixels: keep it apart
       while (lane < lanes.length && lanes[lane] > s) { lane += 1; }
-      lanes[lane] = e;
+      lanes[lane] = shown;
       var bar = document.createElement("div");
       bar.className = "run s-" + run.state;
       bar.style.left = pct(s);
-      bar.style.width = "max(2px, " + ((e - s) / span * 100).toFixed(4) + "%)";
+      bar.style.width = ((shown - s) / span * 100).toFixed(4) + "%";
       bar.style.top = (4 + lane * 20) + "px";
       bar.setAttribute("data-name", run.name);
       bar.setAttribute("data-state", run.state);
