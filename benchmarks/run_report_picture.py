@@ -26,8 +26,14 @@ from taskrunners_processes import ProcessPoolTaskRunner
 ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]  # fmt: skip
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @task(retries=2)

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from taskrunners import _progress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,9 @@ def test_the_environment_variable_decides_without_an_option(
         assert _progress.enabled(None) is False
 
 
-def test_off_where_standard_error_is_not_a_terminal(no_progress_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_where_standard_error_is_not_a_terminal(
+    no_progress_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Pipe:
         def isatty(self) -> bool:
             return False
@@ -104,8 +105,13 @@ def test_a_flow_with_progress_draws_rows_by_state_on_any_runner(runner: str, tmp
     script.write_text(textwrap.dedent(SCRIPT))
     env = {**os.environ, "COLUMNS": "160"}
     env.pop(_progress.ENV, None)
-    done = subprocess.run(
-        [sys.executable, str(script), runner], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+        [sys.executable, str(script), runner],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     quick, _, shown = done.stderr.partition("quick done\n")

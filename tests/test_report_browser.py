@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from taskrunners import flow
 from taskrunners.report import FlowRun
 from taskrunners.testing import tasks as t
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trace_format import validate_trace_event_format  # noqa: E402
+from trace_format import validate_trace_event_format
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install -e '.[test]')")
 
@@ -102,8 +101,10 @@ def test_threads_timeline_shows_rows_runs_and_details(browser: Any, tmp_path: Pa
     assert page.locator('.run[data-state="FAILED"]').count() == 1
     failed = next(run for run in report.task_runs if run.state == "FAILED")
     check_hover(page, failed.name, "FAILED", "the page is gone", str(os.getpid()))
-    colours = {page.locator(f'.run[data-state="{kind}"]').first.evaluate("e => getComputedStyle(e).backgroundColor")
-               for kind in ("COMPLETED", "FAILED")}  # fmt: skip
+    colours = {
+        page.locator(f'.run[data-state="{kind}"]').first.evaluate("e => getComputedStyle(e).backgroundColor")
+        for kind in ("COMPLETED", "FAILED")
+    }
     assert len(colours) == 2, "completed and failed runs share a colour"
     assert errors == []
 

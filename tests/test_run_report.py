@@ -9,17 +9,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
-
 from taskrunners import State, StateType, flow, task
 from taskrunners.lowlevel import RunLocation, add_location_hook
 from taskrunners.report import FlowRun, TaskRunRecord
 from taskrunners_threads import ThreadPoolTaskRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trace_format import validate_trace_event_format  # noqa: E402
+from trace_format import validate_trace_event_format
 
 
 @task(retries=1)
@@ -198,37 +196,69 @@ def test_opentelemetry_spans_one_per_run_linked_to_their_flow_run(report: FlowRu
 
 def test_cli_writes_the_timeline_and_the_trace(report: FlowRun, tmp_path: Path) -> None:
     report.save(tmp_path / "run.json")
-    done = subprocess.run(
-        [sys.executable, "-m", "taskrunners", "report", str(tmp_path / "run.json"), "-o", str(tmp_path / "run.html")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+        [
+            sys.executable,
+            "-m",
+            "taskrunners",
+            "report",
+            str(tmp_path / "run.json"),
+            "-o",
+            str(tmp_path / "run.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout
     page_text = (tmp_path / "run.html").read_text()
     assert page_text.startswith("<!DOCTYPE html>") and "flow crawl" in page_text
     assert "http://" not in page_text and "https://" not in page_text  # nothing fetched from a network
-    done = subprocess.run(
-        [sys.executable, "-m", "taskrunners", "report", str(tmp_path / "run.json"), "-o", str(tmp_path / "t.json")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+        [
+            sys.executable,
+            "-m",
+            "taskrunners",
+            "report",
+            str(tmp_path / "run.json"),
+            "-o",
+            str(tmp_path / "t.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     validate_trace_event_format(json.loads((tmp_path / "t.json").read_text()))
 
 
 def test_cli_says_what_is_wrong_with_a_file(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
         [sys.executable, "-m", "taskrunners", "report", str(tmp_path / "missing.json")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "cannot read" in done.stderr and "missing.json" in done.stderr
 
 
 def test_records_round_trip_through_dicts() -> None:
     record = TaskRunRecord(
-        name="a-1", task="a", id="x", runner="r", state="CRASHED", state_name="Crashed", attempts=0,
-        queued=1.0, start=None, end=2.0, error="TaskRunCrashed: lost", where=None,
-    )  # fmt: skip
+        name="a-1",
+        task="a",
+        id="x",
+        runner="r",
+        state="CRASHED",
+        state_name="Crashed",
+        attempts=0,
+        queued=1.0,
+        start=None,
+        end=2.0,
+        error="TaskRunCrashed: lost",
+        where=None,
+    )
     assert TaskRunRecord.from_dict(record.to_dict()) == record
     assert record.duration is None and record.worker == "(did not run)"
 

@@ -18,12 +18,18 @@ def add_command(commands: Any) -> None:
     )
     report.add_argument("path", metavar="RUN.json", help="the saved run report")
     report.add_argument(
-        "-o", "--output", metavar="PATH", help="where to write (default: RUN.html, or RUN.trace.json for perfetto)"
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to write (default: RUN.html, or RUN.trace.json for perfetto)",
     )
     report.add_argument(
-        "--format", choices=("html", "perfetto"), default=None, help="what to write (default: from the output's "
-        "name: .html, else perfetto for .json; html without -o)"
-    )  # fmt: skip
+        "--format",
+        choices=("html", "perfetto"),
+        default=None,
+        help="what to write (default: from the output's "
+        "name: .html, else perfetto for .json; html without -o)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     kind = args.format
     if kind is None:
         kind = "perfetto" if args.output and args.output.endswith(".json") else "html"
-    output = Path(args.output) if args.output else source.with_suffix(".html" if kind == "html" else ".trace.json")
+    output = (
+        Path(args.output) if args.output else source.with_suffix(".html" if kind == "html" else ".trace.json")
+    )
     try:
         flow_run = FlowRun.load(source)
     except (OSError, ValueError) as exc:

@@ -97,10 +97,12 @@ def _compute() -> RunLocation:
         _host.append(socket.gethostname())
     thread = threading.current_thread()
     details: dict[str, str] = {}
-    for hook in list(_hooks):
+    for hook in _hooks:
         try:
             found = hook()
-        except Exception:  # a location hook never fails a run: the detail is left out
+        except Exception:  # noqa: BLE001, S112 - a location hook never fails a run: its details are left out
             continue
         details.update({str(key): str(value) for key, value in found.items()})
-    return RunLocation(_host[0], os.getpid(), thread.name, threading.get_ident(), tuple(sorted(details.items())))
+    return RunLocation(
+        _host[0], os.getpid(), thread.name, threading.get_ident(), tuple(sorted(details.items()))
+    )

@@ -84,7 +84,7 @@ def _interactive() -> bool:
     if stream is not _tty[0]:
         try:
             tty = bool(stream.isatty())
-        except Exception:  # a replaced stream without isatty, or a closed one
+        except Exception:  # noqa: BLE001 - a replaced stream without isatty, or a closed one
             tty = False
         tty = tty and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
         _tty[:] = [stream, tty]
@@ -275,7 +275,7 @@ def track(label: str, futures: Iterable[Future[Any]]) -> Display | None:
     if not _have_rich():
         return None
     watched = list(futures)
-    row: Counter = lambda: _count_futures(watched)  # noqa: E731
+    row: Counter = lambda: _count_futures(watched)
     display = active()
     if display is not None:
         display.add(label, row)

@@ -37,8 +37,17 @@ class Recording:
     """
 
     __slots__ = (
-        "flow_name", "runner", "start", "end", "state", "entries", "children", "late", "display", "_run",
-    )  # fmt: skip
+        "_run",
+        "children",
+        "display",
+        "end",
+        "entries",
+        "flow_name",
+        "late",
+        "runner",
+        "start",
+        "state",
+    )
 
     def __init__(self, flow_name: str, runner: TaskRunner) -> None:
         self.flow_name = flow_name

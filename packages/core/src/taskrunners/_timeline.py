@@ -157,7 +157,12 @@ _SCRIPT = """
 })();
 """
 
-_LEGEND = (("COMPLETED", "completed"), ("FAILED", "failed"), ("CRASHED", "crashed"), ("CANCELLED", "cancelled"))
+_LEGEND = (
+    ("COMPLETED", "completed"),
+    ("FAILED", "failed"),
+    ("CRASHED", "crashed"),
+    ("CANCELLED", "cancelled"),
+)
 
 
 def render(flow_run: FlowRun) -> str:

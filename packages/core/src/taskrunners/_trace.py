@@ -21,7 +21,9 @@ def _args(run: TaskRunRecord) -> dict[str, Any]:
     if run.error:
         args["error"] = run.error
     if run.where is not None:
-        args.update(host=run.where.host, pid=run.where.pid, thread=run.where.thread, **dict(run.where.details))
+        args.update(
+            host=run.where.host, pid=run.where.pid, thread=run.where.thread, **dict(run.where.details)
+        )
     return args
 
 
@@ -43,12 +45,18 @@ def perfetto(flow_run: FlowRun) -> dict[str, Any]:
         else:
             worker = where.detail("worker")
             key = (where.host, where.pid, worker)
-            label = f"{worker} (pid {where.pid} on {where.host})" if worker else f"pid {where.pid} on {where.host}"
+            label = (
+                f"{worker} (pid {where.pid} on {where.host})"
+                if worker
+                else f"pid {where.pid} on {where.host}"
+            )
         pid = processes.get(key)
         if pid is None:
             pid = processes[key] = len(processes) + 2  # 1 is the flow runs'
             events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": label}})
-            events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
+            events.append(
+                {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}}
+            )
         thread_key = (pid, where.thread_id, where.thread) if where is not None else (pid, 0, "")
         tid = threads.get(thread_key)
         if tid is None:
@@ -61,22 +69,42 @@ def perfetto(flow_run: FlowRun) -> dict[str, Any]:
     events.append({"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "flow runs"}})
 
     def add_flow(run: FlowRun) -> None:
-        end = run.end if run.end is not None else max((r.end or r.queued for r in run.task_runs), default=run.start)
+        end = (
+            run.end
+            if run.end is not None
+            else max((r.end or r.queued for r in run.task_runs), default=run.start)
+        )
         flow_args: dict[str, Any] = {"state": run.state, "runner": run.runner, "flow run id": run.id}
         if run.error:
             flow_args["error"] = run.error
-        events.append({
-            "ph": "X", "name": f"flow {run.name}", "cat": "flow", "pid": 1, "tid": 1,
-            "ts": us(run.start), "dur": max(round((end - run.start) * 1e6, 3), 0.0), "args": flow_args,
-        })  # fmt: skip
+        events.append(
+            {
+                "ph": "X",
+                "name": f"flow {run.name}",
+                "cat": "flow",
+                "pid": 1,
+                "tid": 1,
+                "ts": us(run.start),
+                "dur": max(round((end - run.start) * 1e6, 3), 0.0),
+                "args": flow_args,
+            }
+        )
         for task_run in run.task_runs:
             pid, tid = process_of(task_run)
             start = task_run.start if task_run.start is not None else task_run.end or task_run.queued
             end_at = task_run.end if task_run.end is not None else start
-            events.append({
-                "ph": "X", "name": task_run.name, "cat": task_run.state.lower(), "pid": pid, "tid": tid,
-                "ts": us(start), "dur": max(round((end_at - start) * 1e6, 3), 0.0), "args": _args(task_run),
-            })  # fmt: skip
+            events.append(
+                {
+                    "ph": "X",
+                    "name": task_run.name,
+                    "cat": task_run.state.lower(),
+                    "pid": pid,
+                    "tid": tid,
+                    "ts": us(start),
+                    "dur": max(round((end_at - start) * 1e6, 3), 0.0),
+                    "args": _args(task_run),
+                }
+            )
         for child in run.subflows:
             add_flow(child)
 
@@ -98,7 +126,7 @@ def opentelemetry(flow_run: FlowRun, tracer: Any = None) -> None:
         from opentelemetry import trace
     except ImportError:
         raise ImportError(
-            "FlowRun.to_opentelemetry needs the OpenTelemetry API: pip install \"taskrunners-core[tracing]\" "
+            'FlowRun.to_opentelemetry needs the OpenTelemetry API: pip install "taskrunners-core[tracing]" '
             "(and an SDK with an exporter, such as opentelemetry-sdk, to send the spans somewhere)"
         ) from None
     if tracer is None:
@@ -117,8 +145,9 @@ def _emit_flow(trace: Any, tracer: Any, flow_run: FlowRun, context: Any) -> None
         "taskrunners.runner": flow_run.runner,
         "taskrunners.state": flow_run.state,
     }
-    span = tracer.start_span(f"flow {flow_run.name}", context=context, start_time=_ns(flow_run.start),
-                             attributes=attributes)  # fmt: skip
+    span = tracer.start_span(
+        f"flow {flow_run.name}", context=context, start_time=_ns(flow_run.start), attributes=attributes
+    )
     if flow_run.error:
         span.set_status(trace.Status(trace.StatusCode.ERROR, flow_run.error))
     inner = trace.set_span_in_context(span)
@@ -134,11 +163,15 @@ def _emit_flow(trace: Any, tracer: Any, flow_run: FlowRun, context: Any) -> None
             "taskrunners.queued": run.queued,
         }
         if run.where is not None:
-            run_attributes.update({
-                "host.name": run.where.host, "process.pid": run.where.pid, "thread.name": run.where.thread,
-                "thread.id": run.where.thread_id,
-                **{f"taskrunners.{key}": value for key, value in run.where.details},
-            })  # fmt: skip
+            run_attributes.update(
+                {
+                    "host.name": run.where.host,
+                    "process.pid": run.where.pid,
+                    "thread.name": run.where.thread,
+                    "thread.id": run.where.thread_id,
+                    **{f"taskrunners.{key}": value for key, value in run.where.details},
+                }
+            )
         child = tracer.start_span(run.name, context=inner, start_time=_ns(start), attributes=run_attributes)
         if run.error:
             child.set_status(trace.Status(trace.StatusCode.ERROR, run.error))

@@ -86,7 +86,18 @@ class TaskRunRecord:
         """The record as JSON-ready builtins."""
         data: dict[str, Any] = {
             name: getattr(self, name)
-            for name in ("name", "task", "id", "runner", "state", "state_name", "attempts", "queued", "start", "end")
+            for name in (
+                "name",
+                "task",
+                "id",
+                "runner",
+                "state",
+                "state_name",
+                "attempts",
+                "queued",
+                "start",
+                "end",
+            )
         }
         data["error"] = self.error
         data["tags"] = list(self.tags)
@@ -115,15 +126,27 @@ class TaskRunRecord:
         where = None
         if raw is not None:
             where = RunLocation(
-                raw["host"], int(raw["pid"]), raw["thread"], int(raw["thread_id"]),
+                raw["host"],
+                int(raw["pid"]),
+                raw["thread"],
+                int(raw["thread_id"]),
                 tuple(sorted((str(k), str(v)) for k, v in raw.get("details", {}).items())),
-            )  # fmt: skip
+            )
         return cls(
-            name=data["name"], task=data["task"], id=data["id"], runner=data["runner"], state=data["state"],
-            state_name=data["state_name"], attempts=int(data["attempts"]), queued=float(data["queued"]),
-            start=data["start"], end=data["end"], error=data.get("error"), where=where,
+            name=data["name"],
+            task=data["task"],
+            id=data["id"],
+            runner=data["runner"],
+            state=data["state"],
+            state_name=data["state_name"],
+            attempts=int(data["attempts"]),
+            queued=float(data["queued"]),
+            start=data["start"],
+            end=data["end"],
+            error=data.get("error"),
+            where=where,
             tags=tuple(data.get("tags", ())),
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -166,10 +189,20 @@ class FlowRun:
             error = f"{type(state.exception).__qualname__}: {state.exception}"
         runs = [
             TaskRunRecord(
-                name=info.name, task=info.task_name, id=str(info.id), runner=recording.runner_name, state=kind,
-                state_name=state_name, attempts=attempts, queued=info.created, start=info.start, end=info.end,
-                error=text, where=_location(recording.location(info, where)), tags=tuple(sorted(info.tags)),
-            )  # fmt: skip
+                name=info.name,
+                task=info.task_name,
+                id=str(info.id),
+                runner=recording.runner_name,
+                state=kind,
+                state_name=state_name,
+                attempts=attempts,
+                queued=info.created,
+                start=info.start,
+                end=info.end,
+                error=text,
+                where=_location(recording.location(info, where)),
+                tags=tuple(sorted(info.tags)),
+            )
             for info, kind, state_name, attempts, where, text in list(recording.entries)
         ]
         return cls(
@@ -240,11 +273,16 @@ class FlowRun:
             KeyError: A field is missing.
         """
         return cls(
-            name=data["name"], id=data["id"], runner=data["runner"], start=float(data["start"]), end=data["end"],
-            state=data["state"], error=data.get("error"),
+            name=data["name"],
+            id=data["id"],
+            runner=data["runner"],
+            start=float(data["start"]),
+            end=data["end"],
+            state=data["state"],
+            error=data.get("error"),
             task_runs=[TaskRunRecord.from_dict(run) for run in data.get("task_runs", [])],
             subflows=[cls.from_dict(child) for child in data.get("subflows", [])],
-        )  # fmt: skip
+        )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the record to `path` as JSON (read it back with `FlowRun.load`)."""
@@ -267,7 +305,7 @@ class FlowRun:
                 raise ValueError(f"{os.fspath(path)!r} is not a run report: not JSON ({exc})") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise ValueError(
-                f"{os.fspath(path)!r} is not a run report (no \"format\": {FORMAT!r}); save one with "
+                f'{os.fspath(path)!r} is not a run report (no "format": {FORMAT!r}); save one with '
                 "my_flow(return_state=True).run.save(path)"
             )
         if document.get("version", 0) > VERSION:

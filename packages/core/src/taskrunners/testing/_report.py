@@ -47,9 +47,7 @@ class RunReportTests:
             if Capability.IN_PROCESS in self._declared(task_runner):
                 assert where.pid == os.getpid()
 
-    def test_report_records_failures_with_attempts_and_error_text(
-        self, task_runner: TaskRunner
-    ) -> None:
+    def test_report_records_failures_with_attempts_and_error_text(self, task_runner: TaskRunner) -> None:
         def body() -> None:
             future = t.fail.with_options(retries=1).submit("the page is gone")
             future.wait()
