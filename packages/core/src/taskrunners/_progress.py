@@ -119,7 +119,8 @@ def _count_flow(runner: TaskRunner, recording: Recording) -> Counter:
         entries = recording.entries
         end = len(entries)
         for entry in entries[seen[0] : end]:
-            finished[entry[1]] = finished.get(entry[1], 0) + 1
+            kind = entry[1].value
+            finished[kind] = finished.get(kind, 0) + 1
         seen[0] = end
         counts = dict(finished)
         for run in runner.open_runs() if runner.started else ():

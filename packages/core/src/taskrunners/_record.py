@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _context, _progress
-from ._states import _NOT_OK, DeferredState, State
+from ._states import DeferredState, State, StateType
 
 if TYPE_CHECKING:
     from ._engine import TaskRunInfo
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["FlowState", "Recording"]
 
 _current_runner = _context.current_runner_var.get
+_COMPLETED = StateType.COMPLETED
 
-#: One task run, as recorded: (info, state type value, state name, attempts, where, error text).
-Entry = tuple["TaskRunInfo", str, str, int, "RunLocation | None", "str | None"]
+#: One task run, as recorded: (info, state type, state name, attempts, where, error text).
+Entry = tuple["TaskRunInfo", StateType, str, int, "RunLocation | None", "str | None"]
 
 
 class Recording:
@@ -90,16 +91,22 @@ class Recording:
         return state.result()
 
     def add(self, info: TaskRunInfo, state: State[Any]) -> None:
-        """Record a run that became final (called by the runner)."""
-        error = None
-        if state.type in _NOT_OK:
-            exc = state.exception
-            error = None if exc is None else f"{type(exc).__qualname__}: {exc}"
+        """Record a run that became final (called by the runner, once per run: keep it cheap)."""
+        kind = state.type
         where = state.where
-        if where is None and isinstance(state, DeferredState) and not state.loaded:
+        if kind is _COMPLETED:
+            if where is None and type(state) is not State:
+                self._later(info, state)
+            self.entries.append((info, kind, state.name, state.attempt, where, None))
+            return
+        exc = state.exception
+        error = None if exc is None else f"{type(exc).__qualname__}: {exc}"
+        self.entries.append((info, kind, state.name, state.attempt, where, error))
+
+    def _later(self, info: TaskRunInfo, state: State[Any]) -> None:
+        if isinstance(state, DeferredState) and not state.loaded:
             number = info.number  # where it ran comes with its value, if someone reads it
             state._on_fill = lambda filled: self._filled(number, filled)
-        self.entries.append((info, state.type.value, state.name, state.attempt, where, error))
 
     def _filled(self, number: int, state: DeferredState[Any]) -> None:
         if state.where is not None:

@@ -193,7 +193,7 @@ class FlowRun:
                 task=info.task_name,
                 id=str(info.id),
                 runner=recording.runner_name,
-                state=kind,
+                state=kind.value,
                 state_name=state_name,
                 attempts=attempts,
                 queued=info.created,
