@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _cli_report
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
@@ -21,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("version", help="print the version of taskrunners")
     _add_check_command(commands)
     _add_migrate_command(commands)
+    _cli_report.add_command(commands)
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
@@ -31,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "migrate":
         return _migrate(args)
+    if args.command == "report":
+        return _cli_report.run(args)
     return _list_runners(load=args.load)
 
 

@@ -20,6 +20,7 @@ from . import _context
 from ._errors import NotSerializableError, TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
 from ._futures import Future, _lock
 from ._hooks import run_hooks
+from ._location import here
 from ._returned import MARKERS, returned_state
 from ._states import _FINAL, _NOT_OK, State, StateType, fast_state
 from ._walk import fill
@@ -558,14 +559,15 @@ def run_attempts(
     token = _context.current_task_run_var.set(info)
     try:
         started = time.time()
+        where = here()
         attempt = 0
         running_hooks = task.on_running_hooks
         while True:
             attempt += 1
             if on_running is not None:
-                on_running(fast_state(_RUNNING, None, attempt, started))
+                on_running(fast_state(_RUNNING, None, attempt, started, where))
             if running_hooks:
-                run_hooks(running_hooks, task, info, fast_state(_RUNNING, None, attempt, started))
+                run_hooks(running_hooks, task, info, fast_state(_RUNNING, None, attempt, started, where))
             try:
                 value = task._invoke(parameters, info)
             except Exception as exc:  # noqa: BLE001 - any failure of the task's code is its result
@@ -575,17 +577,21 @@ def run_attempts(
                     # future's method so that state -> exception -> frame -> future is
                     # not a cycle that only the garbage collector can free.
                     on_running = None
+                    outcome.where = where
                     return outcome
                 with _context.blocking():
                     time.sleep(outcome)
                 continue
             except BaseException as exc:  # noqa: BLE001 - an interrupt inside the task crashes the run
-                return _interrupted(info, exc, attempt, started)
+                final = _interrupted(info, exc, attempt, started)
+                final.where = where
+                return final
             if isinstance(value, MARKERS):
                 returned = returned_state(value, attempt, started)
                 if returned is not None:
+                    returned.where = where
                     return returned
-            return fast_state(_COMPLETED, value, attempt, started)
+            return fast_state(_COMPLETED, value, attempt, started, where)
     finally:
         _context.current_task_run_var.reset(token)
 
@@ -599,6 +605,7 @@ async def run_attempts_async(
     token = _context.current_task_run_var.set(info)
     try:
         started = time.time()
+        where = here()
         attempt = 0
         while True:
             attempt += 1
@@ -609,16 +616,20 @@ async def run_attempts_async(
             except Exception as exc:  # noqa: BLE001 - any failure of the task's code is its result
                 outcome = _after_failure(task, info, exc, attempt, started)
                 if isinstance(outcome, State):
+                    outcome.where = where
                     return outcome
                 await asyncio.sleep(outcome)
                 continue
             except BaseException as exc:  # noqa: BLE001 - an interrupt inside the task crashes the run
-                return _interrupted(info, exc, attempt, started)
+                final = _interrupted(info, exc, attempt, started)
+                final.where = where
+                return final
             if isinstance(value, MARKERS):
                 returned = returned_state(value, attempt, started)
                 if returned is not None:
+                    returned.where = where
                     return returned
-            return State(_COMPLETED, data=value, attempt=attempt, started=started)
+            return State(_COMPLETED, data=value, attempt=attempt, started=started, where=where)
     finally:
         _context.current_task_run_var.reset(token)
 

@@ -15,6 +15,7 @@ from ._flowrun import FlowRunInfo, await_with_timeout, call_with_timeout
 from ._futures import Future
 from ._hooks import FINAL_HOOKS, check_hooks, render_name, run_hooks
 from ._prefect_options import refuse
+from ._record import Recording
 from ._returned import MARKERS, returned_state
 from ._interrupts import SigtermGuard
 from ._runner import TaskRunner
@@ -140,6 +141,8 @@ class Flow(Generic[P, R]):
             called in the calling process.
         description: A description (the docstring by default).
         version: A version label, or `None`.
+        progress: Whether its runs show a live progress bar (`None`: at an
+            interactive terminal, unless `TASKRUNNERS_PROGRESS` says otherwise).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class Flow(Generic[P, R]):
         on_running: Any = None,
         description: str | None = None,
         version: str | None = None,
+        progress: bool | None = None,
     ) -> None:
         method: str | None = None
         if isinstance(fn, (classmethod, staticmethod)):
@@ -198,6 +202,7 @@ class Flow(Generic[P, R]):
         )
         self.description = description if description is not None else inspect.getdoc(fn)
         self.version = version
+        self.progress: bool | None = progress
         self._method = method
         self._bound: Any = _UNBOUND
         self.is_async: bool = inspect.iscoroutinefunction(fn)
@@ -299,7 +304,8 @@ class Flow(Generic[P, R]):
 
         Accepts two extra keywords: `return_state=True` to get the flow run's `State`
         instead of its value (and no exception raised), and `wait_for=[futures]` to
-        start only after those runs are final.
+        start only after those runs are final. The state of a flow run that started
+        has its report as `state.run` (a `taskrunners.report.FlowRun`).
 
         Raises:
             UpstreamFailedError: A future among the arguments or in `wait_for` did
@@ -333,6 +339,7 @@ class Flow(Generic[P, R]):
             else None
         )
         runner = resolve_runner(self.task_runner)
+        watch = Recording.begin(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
         sigterm = SigtermGuard()  # SIGTERM unwinds like Ctrl-C while the flow runs
         try:
@@ -356,11 +363,13 @@ class Flow(Generic[P, R]):
         finally:
             sigterm.restore()
             _context.current_runner_var.reset(token)
+            watch.close()
         if info is not None:
             self._final_hooks(info, state)
-        if return_state:
-            return state  # type: ignore[return-value]
-        return state.result() if plain is _UNBOUND else plain  # type: ignore[no-any-return]
+        if return_state or plain is _UNBOUND:
+            return watch.outcome(state, return_state)  # type: ignore[no-any-return]
+        watch.outcome(state, True)  # the report's end; the call returns the States themselves
+        return plain  # type: ignore[no-any-return]
 
     def _flow_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlowRunInfo | None:
         """The run's `FlowRunInfo` (made only for a flow with hooks or a run name)."""
@@ -448,6 +457,7 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()
         info = self._flow_run(args, kwargs) if self.flow_run_name is not None or any(self._hook_lists) else None
         runner = resolve_runner(self.task_runner)
+        watch = Recording.begin(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
         sigterm = SigtermGuard()
         try:
@@ -484,11 +494,13 @@ class Flow(Generic[P, R]):
         finally:
             sigterm.restore()
             _context.current_runner_var.reset(token)
+            watch.close()
         if info is not None:
             self._final_hooks(info, state)
-        if return_state:
-            return state
-        return state.result() if plain is _UNBOUND else plain
+        if return_state or plain is _UNBOUND:
+            return watch.outcome(state, return_state)
+        watch.outcome(state, True)  # the report's end; the call returns the States themselves
+        return plain
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
@@ -508,6 +520,7 @@ _FLOW_OPTIONS = (
     "on_running",
     "description",
     "version",
+    "progress",
 )
 _FLOW_HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
 _UNBOUND: Any = object()
@@ -652,6 +665,7 @@ def flow(
     on_running: Any = None,
     description: str | None = None,
     version: str | None = None,
+    progress: bool | None = None,
     **prefect_options: Any,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
@@ -673,6 +687,7 @@ def flow(
     on_running: Any = None,
     description: str | None = None,
     version: str | None = None,
+    progress: bool | None = None,
     **prefect_options: Any,
 ) -> Any:
     """Make a function a flow: `@flow` or `@flow(name=..., task_runner=...)`.
@@ -698,6 +713,11 @@ def flow(
         on_running: Hooks called as each attempt starts.
         description: A description (the docstring by default).
         version: A version label.
+        progress: Show a live progress bar of the flow's runs (and a row per
+            `.map()`): `True` or `False`; `None` (the default) shows it at an
+            interactive terminal once the flow has run half a second, unless the
+            environment variable `TASKRUNNERS_PROGRESS` is `0` (or `1`: always). Needs
+            the extra `taskrunners-core[progress]` (rich); without it, nothing is shown.
         **prefect_options: Refused: Prefect's other options.
 
     Raises:
@@ -722,6 +742,7 @@ def flow(
         "on_running": on_running,
         "description": description,
         "version": version,
+        "progress": progress,
     }
     if fn is not None:
         return Flow(fn, **options)

@@ -457,8 +457,17 @@ else:  # Python 3.10: a NamedTuple cannot be generic at run time
         not_done: set[Future[Any]]
 
 
-def wait(futures: Iterable[Future[R]], timeout: float | None = None) -> DoneAndNotDone[R]:
+def wait(
+    futures: Iterable[Future[R]], timeout: float | None = None, progress: bool = False
+) -> DoneAndNotDone[R]:
     """Wait until every future is final, or until `timeout` seconds have passed.
+
+    Args:
+        futures: The futures to wait for.
+        timeout: Seconds to wait at most; `None` waits as long as it takes.
+        progress: Show a progress row for these runs while waiting: in the flow's
+            progress display if one is shown, else in one of its own (drawn once the
+            wait has lasted half a second; needs the extra `taskrunners-core[progress]`).
 
     Returns:
         `(done, not_done)`: the futures that are final, and those that are not.
@@ -469,18 +478,31 @@ def wait(futures: Iterable[Future[R]], timeout: float | None = None) -> DoneAndN
     _check_timeout(timeout)
     futures = set(futures)
     pending = [f for f in futures if not f.done()]
-    if pending:
+    if progress:
+        from . import _progress
+
+        display = _progress.track("wait", futures)
+        try:
+            if pending:
+                _watch(pending, timeout, lambda _: False)
+        finally:
+            if display is not None:
+                _progress.close_display(display)
+    elif pending:
         _watch(pending, timeout, lambda _: False)
     done = {f for f in futures if f.done()}
     return DoneAndNotDone(done, futures - done)
 
 
-def as_completed(futures: Iterable[Future[R]], timeout: float | None = None) -> Iterator[Future[R]]:
+def as_completed(
+    futures: Iterable[Future[R]], timeout: float | None = None, progress: bool = False
+) -> Iterator[Future[R]]:
     """Yield the futures as their runs finish, those already final first.
 
     Args:
         futures: The futures to watch; a future given twice is yielded once.
         timeout: Seconds, counted from the call, after which to stop waiting.
+        progress: Show a progress row for these runs while iterating (as for `wait`).
 
     Raises:
         WaitTimeout: Some runs had not finished when `timeout` passed.
@@ -488,7 +510,20 @@ def as_completed(futures: Iterable[Future[R]], timeout: float | None = None) -> 
     """
     _check_timeout(timeout)
     futures = list(dict.fromkeys(futures))
+    if progress:
+        return _as_completed_shown(futures, timeout)
     return _as_completed(futures, timeout)
+
+
+def _as_completed_shown(futures: list[Future[R]], timeout: float | None) -> Iterator[Future[R]]:
+    from . import _progress
+
+    display = _progress.track("as_completed", futures)
+    try:
+        yield from _as_completed(futures, timeout)
+    finally:
+        if display is not None:
+            _progress.close_display(display)
 
 
 def _as_completed(futures: list[Future[R]], timeout: float | None) -> Iterator[Future[R]]:

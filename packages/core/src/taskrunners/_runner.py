@@ -43,6 +43,7 @@ from ._tags import _tags_var
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
+    from ._record import Recording
     from ._tasks import Task
 
 __all__ = ["Capability", "TaskRunner"]
@@ -95,6 +96,7 @@ class TaskRunner(abc.ABC):
     __started = False
     __grace: float | None = None
     __interruption: str | None = None
+    __recording: Recording | None = None
 
     # -- to implement -----------------------------------------------------------------
 
@@ -366,6 +368,9 @@ class TaskRunner(abc.ABC):
 
     def _run_final(self, future: Future[Any], state: State[Any]) -> None:
         """Called by `Future.set_state` when one of this runner's runs becomes final."""
+        recording = self.__recording
+        if recording is not None:
+            recording.add(future.task_run, state)
         with self.__lock:
             if state.type in _NOT_OK:
                 self.__failed.append(future)
@@ -381,6 +386,14 @@ class TaskRunner(abc.ABC):
             self.__idle_callbacks = []
         for fn in callbacks:
             fn()
+
+    def _record_into(self, recording: Recording | None) -> None:
+        """Record each run that becomes final into `recording` (a flow run's report)."""
+        self.__recording = recording
+
+    def _recording(self) -> Recording | None:
+        """The flow run's recording that this runner records into, if any."""
+        return self.__recording
 
     def _when_idle(self, fn: Callable[[], object]) -> None:
         """Call `fn()` once no run is open (at once if none is); for async flows."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ._errors import TaskRunnersError
+from ._location import RunLocation
 
 __all__ = ["DeferredState", "State", "StateFields", "StateType"]
 
@@ -98,9 +99,12 @@ class State(Generic[R]):
         attempt: How many attempts had started when this state was entered (0 for a
             run that never started).
         started: When the first attempt started, or `None` if the run never started.
+        where: Where the run executed (a `RunLocation`: host, process, thread and
+            what the runner adds), on the final state the engine made there; `None` for a
+            run that never started, or a state made elsewhere.
     """
 
-    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "_data", "_exception")
+    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "where", "_data", "_exception")
 
     def __init__(
         self,
@@ -113,6 +117,7 @@ class State(Generic[R]):
         attempt: int = 0,
         started: float | None = None,
         timestamp: float | None = None,
+        where: RunLocation | None = None,
     ) -> None:
         self.type: StateType = type
         self.name: str = name or _TITLES[type]
@@ -120,6 +125,7 @@ class State(Generic[R]):
         self.timestamp: float = time.time() if timestamp is None else timestamp
         self.attempt: int = attempt
         self.started: float | None = started
+        self.where: RunLocation | None = where
         self._data = data
         self._exception = exception
 
@@ -215,14 +221,21 @@ class State(Generic[R]):
         )
 
     @classmethod
-    def from_fields(cls, fields: StateFields | tuple[Any, ...]) -> State[Any]:
+    def from_fields(cls, fields: StateFields | tuple[Any, ...], where: RunLocation | None = None) -> State[Any]:
         """A plain `State` with these fields (the inverse of `fields()`).
 
-        `type` may be a `StateType` or its string value (the wire form).
+        `type` may be a `StateType` or its string value (the wire form). `where` is
+        not a field: a runner that sends states as fields sends the final state's
+        `where` beside them (a `RunLocation` is a tuple of builtins) and passes it here.
 
         Raises:
             ValueError: `type` names no `StateType`.
         """
+        if len(fields) > 8:  # `to_wire()` form: the state's `where` follows its fields
+            carried = fields[8]
+            fields = fields[:8]
+            if where is None and carried is not None:
+                where = carried if type(carried) is RunLocation else RunLocation(*carried)
         kind, name, message, timestamp, attempt, started, data, exception = fields
         if type(kind) is not StateType:
             kind = StateType(kind)
@@ -233,6 +246,7 @@ class State(Generic[R]):
         state.timestamp = timestamp
         state.attempt = attempt
         state.started = started
+        state.where = where
         state._data = data
         state._exception = exception
         return state
@@ -249,11 +263,11 @@ class State(Generic[R]):
         """
         fields = self.fields()
         exception = fields[7]
-        if exception is None:
-            return (fields[0].value, *fields[1:])
-        from ._portable import portable
+        if exception is not None:
+            from ._portable import portable
 
-        return (fields[0].value, *fields[1:7], portable(exception))
+            fields = fields._replace(exception=portable(exception))
+        return (fields[0].value, *fields[1:], None if self.where is None else tuple(self.where))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_state_from_wire, self.to_wire())
@@ -298,9 +312,10 @@ class DeferredState(State[R]):
         attempt: As for `State` (the worker's figure replaces it once fetched).
         started: As for `State` (the worker's figure replaces it once fetched).
         timestamp: As for `State`.
+        where: As for `State` (the worker's figure replaces it once fetched).
     """
 
-    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle")
+    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "_on_fill", "handle")
 
     def __init__(
         self,
@@ -312,6 +327,7 @@ class DeferredState(State[R]):
         attempt: int = 0,
         started: float | None = None,
         timestamp: float | None = None,
+        where: RunLocation | None = None,
     ) -> None:
         super().__init__(
             StateType.COMPLETED,
@@ -320,9 +336,11 @@ class DeferredState(State[R]):
             attempt=attempt,
             started=started,
             timestamp=timestamp,
+            where=where,
         )
         self._fetch: Callable[[], State[R]] | None = fetch
         self._fetch_lock = threading.Lock()
+        self._on_fill: Callable[[DeferredState[R]], object] | None = None  # the run report's
         self.handle: Any = handle
 
     @property
@@ -359,8 +377,13 @@ class DeferredState(State[R]):
         self._data = full._data
         self.attempt: int = full.attempt
         self.started: float | None = full.started
+        if full.where is not None:
+            self.where = full.where
         self._fetch = None
         self.handle = None
+        on_fill, self._on_fill = self._on_fill, None
+        if on_fill is not None:
+            on_fill(self)
 
     @staticmethod
     def load_all(
@@ -417,6 +440,7 @@ def fast_state(
     data: Any,
     attempt: int,
     started: float | None,
+    where: RunLocation | None = None,
     _now: Any = time.time,
     _new: Any = object.__new__,
 ) -> State[Any]:
@@ -431,6 +455,7 @@ def fast_state(
     state.timestamp = _now()
     state.attempt = attempt
     state.started = started
+    state.where = where
     state._data = data
     state._exception = None
     return state

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from . import _context, _wire
+from . import _context, _progress, _wire
 from ._engine import (
     RunSpec,
     TaskRunInfo,
@@ -403,7 +403,8 @@ class Task(Generic[P, R]):
         Iterables are zipped; `str`, `bytes` and non-iterable values, and any value
         wrapped in `unmapped(...)`, go whole to every run. A future whose result is
         iterable is waited for and mapped over. `wait_for=[futures]` applies to every
-        run. Nothing is submitted if the arguments do not pair up.
+        run. Nothing is submitted if the arguments do not pair up. Where the flow shows
+        progress, the map gets a row of its own in the progress display.
 
         Returns:
             One future per run, in input order.
@@ -420,7 +421,10 @@ class Task(Generic[P, R]):
         parameter_sets = self._expand(self._bind(args, kwargs))
         previous = _context.track_prepared()
         try:
-            return runner.map(self, parameter_sets, wait_list)
+            futures = runner.map(self, parameter_sets, wait_list)
+            if _progress._active:  # a progress display is shown: a row for this map
+                _progress.track_map(self.name, futures)
+            return futures
         except BaseException as exc:
             _crash_prepared(runner, exc)
             raise

@@ -18,6 +18,8 @@ guide is `docs/writing-a-runner.md`.
   runner; `State.to_wire` sends exceptions so that they always arrive, as themselves
   or as a `taskrunners.RemoteError` stand-in, with a `RemoteTraceback` as cause.
 - Engine options: `RunOptions` for context managers like `dask_options(...)`.
+- Where runs ran: `add_location_hook` adds what only the runner knows (a worker's
+  address) to the `RunLocation` the engine records for each run (`State.where`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _context, _engine
 from ._engine import PreparedRun, RunSpec
+from ._location import LocationHook, RunLocation
+from ._location import add_location_hook as _add_location_hook
 from ._options import OptionSet, RunOptions
 from ._portable import RemoteTraceback
 from ._runner import Capability, TaskRunner
@@ -41,14 +45,17 @@ __all__ = [
     "BlockingHook",
     "Capability",
     "DeferredState",
+    "LocationHook",
     "OptionSet",
     "PreparedRun",
     "RemoteTraceback",
+    "RunLocation",
     "RunOptions",
     "RunSpec",
     "State",
     "StateFields",
     "TaskRunner",
+    "add_location_hook",
     "blocking",
     "blocking_hook",
     "current_runner",
@@ -139,3 +146,26 @@ def worker_thread(hook: BlockingHook | None = None) -> Iterator[None]:
     finally:
         _engine.close_thread_event_loop()
         _context.set_blocking_hook(previous)
+
+
+def add_location_hook(hook: LocationHook) -> None:
+    """Register a "where am I" hook in this process: what only the runner knows of
+    where a run executes, for the run report.
+
+    A runner's worker-side code calls it once per process (registering the same hook
+    again does nothing). As a task run starts, the engine records its `RunLocation`:
+    host, process id, thread name and id, and the `details` that the hooks return,
+    called in the thread that runs the task. Keys are strings: `"worker"` names the
+    worker (one row of the report's timeline); the Dask runner gives `dask_worker`, the
+    Ray runner `ray_node` and `ray_worker`. The answer is computed once per thread and
+    kept, so a hook must not depend on the run; one that raises, or that runs outside
+    the runner's workers, is ignored (return `{}` there).
+
+    A runner that sends final states as `State.fields()` sends `state.where` beside
+    them and passes it to `State.from_fields(fields, where)` (a `DeferredState` takes
+    `where=` too); pickled states carry it already.
+
+    Args:
+        hook: Called with no arguments in a worker thread; returns string keys and values.
+    """
+    _add_location_hook(hook)

@@ -20,7 +20,7 @@ from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from taskrunners import State
-from taskrunners.lowlevel import DeferredState, PreparedRun, RunSpec, loads
+from taskrunners.lowlevel import DeferredState, PreparedRun, RunLocation, RunSpec, loads
 
 if TYPE_CHECKING:
     import distributed
@@ -145,15 +145,16 @@ class Channel:
                 exc,
             )
         fields, inline = wire[:8], wire[8]
+        where = RunLocation(*wire[9]) if len(wire) > 9 and wire[9] is not None else None
         if inline or fields[0] != "COMPLETED":  # a failure carries its exception, not a value
-            return State.from_fields(fields)
+            return State.from_fields(fields, where)
         _, name, message, timestamp, attempt, started, _, _ = fields
         from distributed import Future
 
         native = record.run.future.native or Future(record.key, self.client)  # reported before sent
         state: DeferredState[Any] = DeferredState(
             native.result, handle=native, name=name, message=message, attempt=attempt, started=started,
-            timestamp=timestamp,
+            timestamp=timestamp, where=where,
         )  # fmt: skip
         record.runner._deferred.add(state)
         return state

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from taskrunners import State
-from taskrunners.lowlevel import DeferredState, RunSpec, blocking, dumps, lending
+from taskrunners.lowlevel import DeferredState, RunSpec, add_location_hook, blocking, dumps, lending
 
 __all__ = ["INLINE_LIMIT", "encode", "run"]
 
@@ -45,6 +45,7 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
     from ._worker_plugin import NAME, pending
 
     worker = get_worker()
+    add_location_hook(_where)
     runner = DaskTaskRunner._for_worker()
     with lending(_seceding), runner:
         state = spec.execute(upstream_states, None, runner)
@@ -58,6 +59,17 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
     else:
         worker.log_event(topic, message)
     return state
+
+
+def _where() -> dict[str, str]:
+    """The run report's location hook: the Dask worker this thread belongs to."""
+    from distributed import get_worker
+
+    try:
+        address = str(get_worker().address)
+    except ValueError:  # not a Dask worker's thread (the client's process)
+        return {}
+    return {"worker": f"dask {address}", "dask_worker": address}
 
 
 @contextlib.contextmanager
@@ -113,8 +125,8 @@ if "dask" in sys.modules:  # on a worker (unpickling a run): Dask is loaded alre
 
 
 def encode(state: State[Any], spec: RunSpec) -> tuple[bytes, State[Any]]:
-    """The final state as bytes for the report (`State.to_wire()` and whether the value
-    is included, which it is only if small), and the state for the Dask task to return.
+    """The final state as bytes for the report (`State.to_wire()`'s fields, whether the value
+    is included, which it is only if small, and where the run ran), and the state for the Dask task to return.
 
     The exception always arrives (as itself, or as a `RemoteError` stand-in). A value
     that cannot be pickled makes the run FAILED, naming its return value
@@ -124,10 +136,10 @@ def encode(state: State[Any], spec: RunSpec) -> tuple[bytes, State[Any]]:
     then uses to move it.
     """
     wire = state.to_wire()
-    head, data, error = wire[:6], wire[6], wire[7]
+    head, data, error, where = wire[:6], wire[6], wire[7], wire[8]
     try:
         if type(data) in _ALWAYS_INLINE or _small(data):
-            blob = dumps((*head, data, error, True))
+            blob = dumps((*head, data, error, True, where))
             if len(blob) <= INLINE_LIMIT:
                 return blob, state
         elif data is not None and not _dask_serializes(type(data)):
@@ -135,8 +147,8 @@ def encode(state: State[Any], spec: RunSpec) -> tuple[bytes, State[Any]]:
     except Exception as exc:
         failed = spec.result_not_serializable(state, exc)
         wire = failed.to_wire()
-        return dumps((*wire[:6], None, wire[7], True)), failed
-    return dumps((*head, None, error, False)), state
+        return dumps((*wire[:6], None, wire[7], True, wire[8])), failed
+    return dumps((*head, None, error, False, where)), state
 
 
 def _dask_serializes(cls: type) -> bool:

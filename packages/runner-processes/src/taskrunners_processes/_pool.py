@@ -524,10 +524,10 @@ class WorkerPool:
         batch = worker.batch
         finished: list[tuple[PreparedRun, State[Any]]] = []
         from_fields = State.from_fields
-        for number, value, attempt, started, timestamp in done:
+        for number, value, attempt, started, timestamp, where in done:
             run = batch.pop(number, None)
             if run is not None:  # else given up on already (a broken pool)
-                state = from_fields((_COMPLETED, "Completed", "", timestamp, attempt, started, value, None))
+                state = from_fields((_COMPLETED, "Completed", "", timestamp, attempt, started, value, None), where)
                 finished.append((run, state))
         for number, blob, text in others:
             run = batch.pop(number, None)

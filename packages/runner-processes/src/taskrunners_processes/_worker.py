@@ -12,9 +12,9 @@ half):
   stay on the fast standard pickler. An empty message asks the worker to exit.
 - worker to parent: the standard pickle of `(done, others, split)` for the runs
   finished since the last reply: `done` holds `(number, value, attempt, started,
-  timestamp)` for each run that COMPLETED with a value of a plain builtin type,
+  timestamp, where)` for each run that COMPLETED with a value of a plain builtin type,
   `others` holds `(number, state, traceback_text)` for the rest, `state` being the
-  `dumps` of the state's fields (so that a state that cannot be unpickled in the parent
+  `dumps` of the state's fields and its `where` (so that a state that cannot be unpickled in the parent
   fails its run alone), and `split` the numbers of a batch whose runs could not be
   unpickled together (the parent sends them again one by one). A reply goes when the
   batch is done, or sooner once `FLUSH_SECONDS` have passed.
@@ -66,7 +66,7 @@ _TASKS_MAX = 256
 Wire = tuple[int, tuple[Any, ...], dict[str, Any], tuple[str, ...], frozenset[int], tuple[Any, ...], Any]
 #: A reply: `(done, others, split)` (see the module's docstring).
 Reply = tuple[
-    list[tuple[int, Any, int, "float | None", float]],
+    list[tuple[int, Any, int, "float | None", float, Any]],
     list[tuple[int, bytes, "str | None"]],
     list[int],
 ]
@@ -168,7 +168,7 @@ def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, neste
             and state.name == "Completed"
             and not state.message  # a State the task returned keeps its message
         ):
-            done.append((number, state.result(), state.attempt, state.started, state.timestamp))
+            done.append((number, state.result(), state.attempt, state.started, state.timestamp, state.where))
         else:
             others.append(_other(spec, number, state))
         now = time.monotonic()

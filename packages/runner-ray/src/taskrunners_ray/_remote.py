@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskrunners import RemoteError, State
-from taskrunners.lowlevel import OptionSet, RunSpec, dumps, loads
+from taskrunners.lowlevel import OptionSet, RunSpec, add_location_hook, dumps, loads
 
 __all__ = ["base_function", "batch_variant", "batchable", "on_worker", "run_batch", "run_remote", "variant"]
 
@@ -49,9 +49,22 @@ def run_batch(payload: bytes) -> tuple[bytes, ...]:
     return tuple(_execute(spec, ()) for spec in specs)
 
 
+@functools.cache
+def _where() -> dict[str, str]:
+    """The run report's location hook: the Ray node and worker of this process."""
+    import ray
+
+    if not on_worker():
+        return {}
+    context = ray.get_runtime_context()
+    node, worker = str(context.get_node_id()), str(context.get_worker_id())
+    return {"worker": f"ray worker {worker[:12]}", "ray_node": node, "ray_worker": worker}
+
+
 def _execute(spec: RunSpec, states: Sequence[State[Any]]) -> bytes:
     from ._runner import RayTaskRunner
 
+    add_location_hook(_where)
     runner = RayTaskRunner.for_worker()
     state = spec.execute(states, runner=runner)
     if runner.started:  # the task submitted runs: wait for them
@@ -76,7 +89,7 @@ def _shortened(state: State[Any], size: int) -> State[Any]:
         text = text[:2000] + "..."
     note = f"(the original exception is {size:,} bytes once pickled, more than {FAILURE_MAX_BYTES:,}: "
     replacement = RemoteError.standing_in_for(exc, f"{text} {note}it stayed on the Ray worker)")
-    return State.from_fields(fields._replace(exception=replacement))
+    return State.from_fields(fields._replace(exception=replacement), state.where)
 
 
 @functools.cache

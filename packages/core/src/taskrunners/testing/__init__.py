@@ -14,7 +14,7 @@ Subclass `TaskRunnerTests` (the whole suite) in a test module and provide its
 The suite is one mixin per concept (`LifecycleTests`, `SubmitTests`,
 `DependencyTests`, `MappingTests`, `WaitingTests`, `RetryAndTimeoutTests`,
 `FlowExitTests`, `CapabilityTests`, `ParityTests`, `ReliabilityTests`,
-`InterruptTests`), each usable alone on a `ConformanceBase`;
+`InterruptTests`, `RunReportTests`), each usable alone on a `ConformanceBase`;
 `TaskRunnerTests` composes them all (`MIXINS` lists them).
 
 `taskrunners.testing.tasks` holds the suite's tasks (module-level, so that runners
@@ -40,6 +40,7 @@ from ._lifecycle import LifecycleTests
 from ._mapping import MappingTests
 from ._parity import ParityTests
 from ._reliability import ReliabilityTests
+from ._report import RunReportTests
 from ._retries import RetryAndTimeoutTests
 from ._submit import SubmitTests
 from ._suite import MIXINS, TaskRunnerTests
@@ -62,6 +63,7 @@ __all__ = [
     "ParityTests",
     "ReliabilityTests",
     "RetryAndTimeoutTests",
+    "RunReportTests",
     "SubmitTests",
     "TaskRunnerTests",
     "WaitingTests",

@@ -35,6 +35,7 @@ from ._lifecycle import LifecycleTests
 from ._mapping import MappingTests
 from ._parity import ParityTests
 from ._reliability import ReliabilityTests
+from ._report import RunReportTests
 from ._retries import RetryAndTimeoutTests
 from ._submit import SubmitTests
 from ._waiting import WaitingTests
@@ -56,6 +57,7 @@ MIXINS: tuple[type[ConformanceBase], ...] = (
     ParityTests,
     ReliabilityTests,
     InterruptTests,
+    RunReportTests,
 )
 
 
@@ -72,6 +74,7 @@ class TaskRunnerTests(
     ParityTests,
     ReliabilityTests,
     InterruptTests,
+    RunReportTests,
 ):
     """Conformance tests for a `TaskRunner`: every mixin of the suite. Subclass it and
     provide `task_runner`.
