@@ -369,7 +369,7 @@ class Flow(Generic[P, R]):
         if return_state or plain is _UNBOUND:
             return watch.outcome(state, return_state)  # type: ignore[no-any-return]
         watch.outcome(state, True)  # the report's end; the call returns the States themselves
-        return plain  # type: ignore[no-any-return]
+        return plain
 
     def _flow_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlowRunInfo | None:
         """The run's `FlowRunInfo` (made only for a flow with hooks or a run name)."""

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, ClassVar
+from typing import Any
 
 from taskrunners import Capability, TaskRunner
 
 from . import tasks as t
+from ._base import ConformanceBase
 
 __all__ = ["RunReportTests"]
 
 
-class RunReportTests:
-    """The run report's record of each task run, the same on every runner.
-
-    A mixin of `TaskRunnerTests` (it uses its `run_flow` and `task_runner`).
-    """
-
-    run_flow: Any
-    capabilities: ClassVar[frozenset[Capability] | None]
+class RunReportTests(ConformanceBase):
+    """The run report's record of each task run, the same on every runner."""
 
     def _declared(self, task_runner: TaskRunner) -> frozenset[Capability]:
         return frozenset(self.capabilities if self.capabilities is not None else task_runner.capabilities)
