@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _context
-from ._errors import NotSerializableError, TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
+from ._errors import (
+    NotSerializableError,
+    TaskRunCancelled,
+    TaskRunCrashed,
+    TaskTimeoutError,
+    UpstreamFailedError,
+)
 from ._futures import Future, _lock
 from ._hooks import run_hooks
 from ._location import here

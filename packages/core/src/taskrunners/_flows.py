@@ -14,10 +14,10 @@ from ._errors import DefinitionError, FlowTimeoutError, TaskRunCrashed, Upstream
 from ._flowrun import FlowRunInfo, await_with_timeout, call_with_timeout
 from ._futures import Future
 from ._hooks import FINAL_HOOKS, check_hooks, render_name, run_hooks
+from ._interrupts import SigtermGuard
 from ._prefect_options import refuse
 from ._record import Recording
 from ._returned import MARKERS, returned_state
-from ._interrupts import SigtermGuard
 from ._runner import TaskRunner
 from ._states import State, StateType
 from ._tags import current_tags
