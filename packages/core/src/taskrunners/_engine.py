@@ -333,7 +333,7 @@ class RunSpec:
 
         try:
             dumps(self)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is the answer sought
             error = exc
         else:
             return None  # the problem lies elsewhere (another run of a batch, the engine)

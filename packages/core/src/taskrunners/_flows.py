@@ -409,7 +409,7 @@ class Flow(Generic[P, R]):
                     plain = value if _only_states(value) else _UNBOUND
                 else:
                     state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the flow's own error fails the flow run
                 state, plain = _failed(exc, attempt), _UNBOUND
             if state.type is StateType.FAILED and attempt <= self.retries:
                 delay = _delay(self.retry_delay_seconds, attempt)
