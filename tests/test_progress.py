@@ -105,7 +105,7 @@ def test_a_flow_with_progress_draws_rows_by_state_on_any_runner(runner: str, tmp
     script.write_text(textwrap.dedent(SCRIPT))
     env = {**os.environ, "COLUMNS": "160"}
     env.pop(_progress.ENV, None)
-    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+    done = subprocess.run(
         [sys.executable, str(script), runner],
         capture_output=True,
         text=True,

@@ -196,7 +196,7 @@ def test_opentelemetry_spans_one_per_run_linked_to_their_flow_run(report: FlowRu
 
 def test_cli_writes_the_timeline_and_the_trace(report: FlowRun, tmp_path: Path) -> None:
     report.save(tmp_path / "run.json")
-    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -215,7 +215,7 @@ def test_cli_writes_the_timeline_and_the_trace(report: FlowRun, tmp_path: Path) 
     page_text = (tmp_path / "run.html").read_text()
     assert page_text.startswith("<!DOCTYPE html>") and "flow crawl" in page_text
     assert "http://" not in page_text and "https://" not in page_text  # nothing fetched from a network
-    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -234,7 +234,7 @@ def test_cli_writes_the_timeline_and_the_trace(report: FlowRun, tmp_path: Path) 
 
 
 def test_cli_says_what_is_wrong_with_a_file(tmp_path: Path) -> None:
-    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+    done = subprocess.run(
         [sys.executable, "-m", "taskrunners", "report", str(tmp_path / "missing.json")],
         capture_output=True,
         text=True,

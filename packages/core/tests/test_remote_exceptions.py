@@ -73,7 +73,7 @@ def test_an_exception_that_cannot_be_rebuilt_arrives_as_a_stand_in_of_its_own_cl
 
 def test_a_stand_in_subclasses_the_nearest_importable_class() -> None:
     module = types.ModuleType("not_importable_anywhere")
-    exec(  # noqa: S102 - a module that exists only here
+    exec(
         "class Gone(LookupError):\n    def __init__(self, a, b):\n        super().__init__(a)\n",
         module.__dict__,
     )

@@ -60,7 +60,7 @@ def test_a_template_naming_a_missing_parameter_says_which() -> None:
     def bad(a: int) -> int:
         return a
 
-    with pytest.raises(DefinitionError, match="nope.*its parameters: a"):
+    with pytest.raises(DefinitionError, match=r"nope.*its parameters: a"):
         bad(1)
     with pytest.raises(DefinitionError, match="task_run_name"):
         task(task_run_name=3)(lambda: None)  # type: ignore[arg-type]

@@ -15,7 +15,15 @@ import dask_runner_tasks as dt
 import distributed
 import psutil
 import pytest
-from taskrunners import Future, NotSerializableError, StateType, TaskRunCrashed, UpstreamFailedError, flow, task
+from taskrunners import (
+    Future,
+    NotSerializableError,
+    StateType,
+    TaskRunCrashed,
+    UpstreamFailedError,
+    flow,
+    task,
+)
 from taskrunners.lowlevel import DeferredState, current_runner
 from taskrunners.plugins import load_runner
 from taskrunners.testing import run_with_deadline

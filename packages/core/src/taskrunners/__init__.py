@@ -36,12 +36,12 @@ from ._flowrun import FlowRunInfo
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
 from ._interrupts import Terminated
-from ._runner import Capability, TaskRunner
-from ._states import State, StateType
-from ._tasks import Task, task
 from ._quote import opaque, quote
 from ._retries import exponential_backoff
+from ._runner import Capability, TaskRunner
+from ._states import State, StateType
 from ._tags import tags
+from ._tasks import Task, task
 from ._walk import allow_failure, unmapped
 
 __version__ = "0.1.0"

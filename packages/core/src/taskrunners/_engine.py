@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _context
-from ._errors import NotSerializableError, TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
+from ._errors import (
+    NotSerializableError,
+    TaskRunCancelled,
+    TaskRunCrashed,
+    TaskTimeoutError,
+    UpstreamFailedError,
+)
 from ._futures import Future, _lock
 from ._hooks import run_hooks
 from ._location import here
@@ -327,7 +333,7 @@ class RunSpec:
 
         try:
             dumps(self)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is the answer sought
             error = exc
         else:
             return None  # the problem lies elsewhere (another run of a batch, the engine)

@@ -30,13 +30,13 @@ class FlowRunInfo:
     __slots__ = ("_id", "attempt", "created", "flow_name", "name", "number", "parameters", "tags")
 
     def __init__(self, flow_name: str, parameters: dict[str, Any], tags: frozenset[str]) -> None:
-        self.number = next(_flow_run_numbers)
-        self.flow_name = flow_name
-        self.name = f"{flow_name}-{self.number}"
-        self.parameters = parameters
-        self.tags = tags
-        self.created = time.time()
-        self.attempt = 0
+        self.number: int = next(_flow_run_numbers)
+        self.flow_name: str = flow_name
+        self.name: str = f"{flow_name}-{self.number}"
+        self.parameters: dict[str, Any] = parameters
+        self.tags: frozenset[str] = tags
+        self.created: float = time.time()
+        self.attempt: int = 0
         self._id: Any = None
 
     @property

@@ -14,10 +14,10 @@ from ._errors import DefinitionError, FlowTimeoutError, TaskRunCrashed, Upstream
 from ._flowrun import FlowRunInfo, await_with_timeout, call_with_timeout
 from ._futures import Future
 from ._hooks import FINAL_HOOKS, check_hooks, render_name, run_hooks
+from ._interrupts import SigtermGuard
 from ._prefect_options import refuse
 from ._record import Recording
 from ._returned import MARKERS, returned_state
-from ._interrupts import SigtermGuard
 from ._runner import TaskRunner
 from ._states import State, StateType
 from ._tags import current_tags
@@ -175,7 +175,7 @@ class Flow(Generic[P, R]):
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         _check_spec(self.name, task_runner)
-        self.task_runner = task_runner
+        self.task_runner: RunnerSpec = task_runner
         if flow_run_name is not None and not (isinstance(flow_run_name, str) or callable(flow_run_name)):
             raise DefinitionError(
                 f"flow {self.name!r}: flow_run_name must be a string template or a callable, "
@@ -183,16 +183,16 @@ class Flow(Generic[P, R]):
             )
         self.flow_run_name = flow_run_name
         try:
-            self.retries = _check_retries(self.name, retries)
-            self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
-            self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
+            self.retries: int = _check_retries(self.name, retries)
+            self.retry_delay_seconds: float | tuple[float, ...] = _check_delays(self.name, retry_delay_seconds)
+            self.timeout_seconds: float | None = _check_timeout(self.name, timeout_seconds)
         except DefinitionError as exc:
             raise DefinitionError(str(exc).replace("task ", "flow ", 1)) from None
-        self.on_completion_hooks = list(check_hooks("flow", self.name, "on_completion", on_completion))
-        self.on_failure_hooks = list(check_hooks("flow", self.name, "on_failure", on_failure))
-        self.on_crashed_hooks = list(check_hooks("flow", self.name, "on_crashed", on_crashed))
-        self.on_cancellation_hooks = list(check_hooks("flow", self.name, "on_cancellation", on_cancellation))
-        self.on_running_hooks = list(check_hooks("flow", self.name, "on_running", on_running))
+        self.on_completion_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_completion", on_completion))
+        self.on_failure_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_failure", on_failure))
+        self.on_crashed_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_crashed", on_crashed))
+        self.on_cancellation_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_cancellation", on_cancellation))
+        self.on_running_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_running", on_running))
         self._hook_lists = (
             self.on_completion_hooks,
             self.on_failure_hooks,
@@ -200,7 +200,7 @@ class Flow(Generic[P, R]):
             self.on_cancellation_hooks,
             self.on_running_hooks,
         )
-        self.description = description if description is not None else inspect.getdoc(fn)
+        self.description: str | None = description if description is not None else inspect.getdoc(fn)
         self.version = version
         self.progress: bool | None = progress
         self._method = method
@@ -409,7 +409,7 @@ class Flow(Generic[P, R]):
                     plain = value if _only_states(value) else _UNBOUND
                 else:
                     state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the flow's own error fails the flow run
                 state, plain = _failed(exc, attempt), _UNBOUND
             if state.type is StateType.FAILED and attempt <= self.retries:
                 delay = _delay(self.retry_delay_seconds, attempt)

@@ -420,7 +420,7 @@ def _load_by(futures: list[Future[Any]], deadline: float, timeout: float | None)
             for state in deferred:
                 try:
                     state.load()
-                except Exception:  # noqa: BLE001 - reading that future's result raises it
+                except Exception:  # noqa: BLE001, S110 - reading that future's result raises it
                     pass
         finally:
             finished.set()

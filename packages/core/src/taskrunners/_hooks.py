@@ -50,7 +50,7 @@ def run_hooks(hooks: Iterable[Callable[..., Any]], owner: Any, run: Any, state: 
     for hook in hooks:
         try:
             hook(owner, run, state)
-        except Exception:  # noqa: BLE001 - a hook never changes the run
+        except Exception:
             import logging  # imported on use: keeps `import taskrunners` light
 
             logging.getLogger("taskrunners").exception(

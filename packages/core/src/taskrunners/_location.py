@@ -100,7 +100,7 @@ def _compute() -> RunLocation:
     for hook in _hooks:
         try:
             found = hook()
-        except Exception:  # noqa: BLE001, S112 - a location hook never fails a run: its details are left out
+        except Exception:  # noqa: BLE001 - a location hook never fails a run: its details are left out
             continue
         details.update({str(key): str(value) for key, value in found.items()})
     return RunLocation(

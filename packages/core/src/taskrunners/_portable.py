@@ -107,7 +107,7 @@ def _describe(exc: BaseException, rebuild: bool = True) -> tuple[Any, ...]:
                 if blob is None:
                     blob = _wire.dumps(exc)
                 _wire.loads(blob)  # an __init__ that does not accept its own args fails here
-            except Exception:
+            except Exception:  # noqa: BLE001 - whatever fails, the exception travels as a stand-in
                 blob = None
             _wire._thread.mains = outer + (blob.count(_wire._MAIN) if blob is not None else 0)
     cls = type(exc)
@@ -145,7 +145,7 @@ def _plain_pickle(exc: BaseException) -> bytes | None:
 
     try:
         blob = pickle.dumps(exc, _PROTOCOL)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the standard pickler refused it: the caller tries `dumps`
         return None
     return None if _MAIN in blob else blob
 
@@ -153,14 +153,14 @@ def _plain_pickle(exc: BaseException) -> bytes | None:
 def _text(exc: BaseException) -> str:
     try:
         return "".join(traceback.format_exception(exc))
-    except Exception:  # a broken __str__ or the like
+    except Exception:  # noqa: BLE001 - a broken __str__ or the like
         return f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
 
 
 def _message(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error itself
         return repr(exc.args) if isinstance(getattr(exc, "args", None), tuple) else ""
 
 
@@ -181,7 +181,7 @@ def _rebuild(
         if cls is not None:
             try:
                 rebuilt = cls(*recipe)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - it cannot be rebuilt here: the stand-in follows
                 pass
             else:
                 rebuilt.__cause__ = RemoteTraceback(text) if text else None
@@ -191,7 +191,7 @@ def _rebuild(
 
         try:
             exc = loads(blob)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - it cannot be unpickled here: the stand-in follows
             pass
         else:
             if isinstance(exc, BaseException):
@@ -227,7 +227,7 @@ def stand_in(
             continue
         try:
             error: RemoteError = cls.__new__(cls)
-        except Exception:  # a __new__ of its own that needs arguments
+        except Exception:  # noqa: BLE001 - a __new__ of its own that needs arguments
             continue
         break
     else:  # pragma: no cover - builtins.Exception always resolves and combines
@@ -249,7 +249,7 @@ def _resolve(module: str, qualname: str) -> type[BaseException] | None:
         target: Any = sys.modules.get(module) or importlib.import_module(module)
         for part in qualname.split("."):
             target = getattr(target, part)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any import or lookup failure means not found here
         return None
     if isinstance(target, type) and issubclass(target, BaseException) and not issubclass(target, RemoteError):
         return target
@@ -331,7 +331,7 @@ def _culprit(value: Any, where: str, depth: int = 0) -> tuple[Any, str, str] | N
 
     try:
         dumps(value)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any pickling failure is the answer sought
         reason = _reason(exc)
     else:
         return None

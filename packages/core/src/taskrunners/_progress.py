@@ -276,7 +276,10 @@ def track(label: str, futures: Iterable[Future[Any]]) -> Display | None:
     if not _have_rich():
         return None
     watched = list(futures)
-    row: Counter = lambda: _count_futures(watched)
+
+    def row() -> tuple[int, dict[str, int]]:
+        return _count_futures(watched)
+
     display = active()
     if display is not None:
         display.add(label, row)

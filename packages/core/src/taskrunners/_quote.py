@@ -21,7 +21,7 @@ class quote(Generic[T]):
     __slots__ = ("value",)
 
     def __init__(self, value: T) -> None:
-        self.value = value
+        self.value: T = value
 
     def unquote(self) -> T:
         """The value."""

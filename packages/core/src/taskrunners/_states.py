@@ -378,7 +378,7 @@ class DeferredState(State[R]):
         self.attempt: int = full.attempt
         self.started: float | None = full.started
         if full.where is not None:
-            self.where = full.where
+            self.where: RunLocation | None = full.where
         self._fetch = None
         self.handle = None
         on_fill, self._on_fill = self._on_fill, None

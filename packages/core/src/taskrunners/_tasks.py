@@ -136,7 +136,7 @@ class Task(Generic[P, R]):
         self.retries: int = _check_retries(self.name, retries)
         if callable(retry_delay_seconds):
             retry_delay_seconds = list(retry_delay_seconds(self.retries))
-        self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
+        self.retry_delay_seconds: float | tuple[float, ...] = _check_delays(self.name, retry_delay_seconds)
         self.timeout_seconds: float | None = _check_timeout(self.name, timeout_seconds)
         self.tags: frozenset[str] = frozenset(tags) if not isinstance(tags, str) else frozenset((tags,))
         if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
@@ -145,17 +145,17 @@ class Task(Generic[P, R]):
                 f"got {task_run_name!r}"
             )
         self.task_run_name = task_run_name
-        self.retry_jitter_factor = _check_jitter(self.name, retry_jitter_factor)
+        self.retry_jitter_factor: float | None = _check_jitter(self.name, retry_jitter_factor)
         if retry_condition_fn is not None and not callable(retry_condition_fn):
             raise DefinitionError(
                 f"task {self.name!r}: retry_condition_fn must be a callable, got {retry_condition_fn!r}"
             )
         self.retry_condition_fn = retry_condition_fn
-        self.on_completion_hooks = list(check_hooks("task", self.name, "on_completion", on_completion))
-        self.on_failure_hooks = list(check_hooks("task", self.name, "on_failure", on_failure))
-        self.on_crashed_hooks = list(check_hooks("task", self.name, "on_crashed", on_crashed))
-        self.on_running_hooks = list(check_hooks("task", self.name, "on_running", on_running))
-        self.description = description if description is not None else inspect.getdoc(fn)
+        self.on_completion_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_completion", on_completion))
+        self.on_failure_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_failure", on_failure))
+        self.on_crashed_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_crashed", on_crashed))
+        self.on_running_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_running", on_running))
+        self.description: str | None = description if description is not None else inspect.getdoc(fn)
         self.version = version
         self._refresh_hooks()
         self._method = method

@@ -196,9 +196,9 @@ class StateGroup:
     """
 
     def __init__(self, states: Iterable[State[Any]]) -> None:
-        self.states = list(states)
-        self.total_count = len(self.states)
-        self.fail_count = sum(1 for s in self.states if s.type in (StateType.FAILED, StateType.CRASHED))
+        self.states: list[State[Any]] = list(states)
+        self.total_count: int = len(self.states)
+        self.fail_count: int = sum(1 for s in self.states if s.type in (StateType.FAILED, StateType.CRASHED))
 
     def all_completed(self) -> bool:
         return all(s.type is StateType.COMPLETED for s in self.states)

@@ -144,7 +144,7 @@ def encode(state: State[Any], spec: RunSpec) -> tuple[bytes, State[Any]]:
                 return blob, state
         elif data is not None and not _dask_serializes(type(data)):
             dumps(data)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any pickling failure fails that run, naming it
         failed = spec.result_not_serializable(state, exc)
         wire = failed.to_wire()
         return dumps((*wire[:6], None, wire[7], True, wire[8])), failed

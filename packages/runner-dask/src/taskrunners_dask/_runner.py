@@ -352,7 +352,7 @@ class DaskTaskRunner(TaskRunner):
         if status == "finished":  # the report never arrived: read the result
             try:
                 run.set_state(native.result(timeout=FETCH_SECONDS))
-            except Exception as exc:  # lost with its worker meanwhile, or the scheduler is gone
+            except Exception as exc:  # noqa: BLE001 - lost with its worker meanwhile, or the scheduler is gone
                 run.crash(
                     f"its Dask task finished, but its final state could not be fetched within "
                     f"{FETCH_SECONDS:g} s ({type(exc).__name__}: {exc})",
@@ -361,7 +361,7 @@ class DaskTaskRunner(TaskRunner):
             return
         try:
             error = native.exception(timeout=FETCH_SECONDS) if status == "error" else None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever Dask raises is the Dask task's error
             error = exc
         if any(not isinstance(a, State) and a.status in ENDED for a in record.args):
             # An upstream run's Dask task failed (its run ends CRASHED or is re-sent):
@@ -422,7 +422,7 @@ def _bounded(fn: Any, what: str) -> None:
     def call() -> None:
         try:
             fn()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - logged below: stopping goes on whatever failed
             errors.append(exc)
 
     thread = threading.Thread(target=call, name="taskrunners-dask-stop", daemon=True)

@@ -163,7 +163,7 @@ class ReliabilityTests(ConformanceBase):
     ) -> None:
         pytest.importorskip("cloudpickle", reason="classes travel by value with cloudpickle")
         module = types.ModuleType("taskrunners_conformance_made_here")  # not importable elsewhere
-        exec(compile(_BY_VALUE_SOURCE, "<made here>", "exec"), module.__dict__)  # noqa: S102
+        exec(compile(_BY_VALUE_SOURCE, "<made here>", "exec"), module.__dict__)
         made_here_error = module.MadeHereError
         raise_made_here = task(module.raise_made_here)
 

@@ -115,7 +115,10 @@ class Blocked:
     """A large value whose unpickling in the process `pid` waits for a signal file."""
 
     def __init__(self, directory: str, name: str, pid: int, payload: bytes) -> None:
-        self.directory, self.name, self.pid, self.payload = directory, name, pid, payload
+        self.directory: str = directory
+        self.name: str = name
+        self.pid: int = pid
+        self.payload: bytes = payload
 
     def __reduce__(self) -> Any:
         return (_unblock, (self.directory, self.name, self.pid, self.payload))
