@@ -29,9 +29,11 @@ from ._errors import (
 )
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
+from ._logging import FlowRunInfo, RunLogger, get_run_logger
 from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tasks import Task, task
+from ._tracebacks import RemoteTraceback
 from ._walk import allow_failure, unmapped
 
 __version__ = "0.1.0"
@@ -52,6 +54,11 @@ __all__ = [
     "unmapped",
     "allow_failure",
     "TaskRunInfo",
+    # seeing what ran
+    "get_run_logger",
+    "RunLogger",
+    "FlowRunInfo",
+    "RemoteTraceback",
     # for runner plugins (the rest of their API is in taskrunners.lowlevel)
     "TaskRunner",
     "Capability",

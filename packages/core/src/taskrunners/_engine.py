@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _context
+from . import _context, _logging, _tracebacks
 from ._errors import TaskRunCancelled, TaskRunCrashed, TaskTimeoutError, UpstreamFailedError
 from ._futures import Future, _lock
 from ._states import _NOT_OK, State, StateType, fast_state
@@ -250,7 +250,39 @@ class RunSpec:
                 the task. A runner that executes the spec in another process passes one
                 that works there (say, one attached to the same cluster); in this
                 process the runner of the submitting flow is already current.
+
+        Where no flow run is current (a worker process, a Dask or Ray worker), the
+        run's log records are kept and returned in the final state's `logs`, and a
+        failure's traceback travels as text with its exception: return the state to
+        the flow's process whole (`State.fields()` or its pickle), where
+        `PreparedRun.set_state` delivers both.
         """
+        if _logging.current_flow_run_var.get() is None:
+            return self._execute_away(upstream_states, on_running, runner)
+        return self._execute(upstream_states, on_running, runner)
+
+    def _execute_away(
+        self,
+        upstream_states: Sequence[State[Any]],
+        on_running: Callable[[State[Any]], object] | None,
+        runner: TaskRunner | None,
+    ) -> State[Any]:
+        records: list[dict[str, Any]] = []
+        token = _logging.capture_var.set(records)
+        try:
+            state = self._execute(upstream_states, on_running, runner)
+        finally:
+            _logging.capture_var.reset(token)
+        if records:
+            state.logs = tuple(records)
+        return state
+
+    def _execute(
+        self,
+        upstream_states: Sequence[State[Any]],
+        on_running: Callable[[State[Any]], object] | None,
+        runner: TaskRunner | None,
+    ) -> State[Any]:
         inputs = self.inputs(upstream_states)
         if isinstance(inputs, State):
             return inputs
@@ -422,7 +454,18 @@ class PreparedRun:
     # -- moving the future ------------------------------------------------------------
 
     def set_state(self, state: State[Any]) -> bool:
-        """Move the future to `state` unless the run is final already; returns whether it moved."""
+        """Move the future to `state` unless the run is final already; returns whether it moved.
+
+        A final state's `logs` (records made on a worker elsewhere) are handed to this
+        process's loggers first, and a failure's traceback text becomes its
+        exception's `__cause__` (a `RemoteTraceback`); the engine logs the run's end.
+        """
+        kind = state.type
+        if kind is _COMPLETED:
+            if state.logs or _logging.per_run:
+                self._note(state)
+        elif kind is not _RUNNING or _logging.per_run:
+            self._note(state)
         try:
             self.future.set_state(state)
         except RuntimeError:
@@ -430,6 +473,21 @@ class PreparedRun:
                 raise
             return False
         return True
+
+    def _note(self, state: State[Any]) -> None:
+        """Deliver the state's records and log its lines (see `set_state`)."""
+        if state.type is _RUNNING:
+            _logging.task_run_running(self, state)
+            return
+        previous = self.future._state
+        if state.logs:
+            _logging.deliver(state.logs, getattr(self.future.owner, "_flow_run", None))
+            state.logs = ()
+        exc = state.exception
+        if exc is not None:
+            _tracebacks.restore(exc)
+        if previous is None or previous.type is _RUNNING:
+            _logging.task_run_final(self, state, previous)
 
     def crash(self, reason: str, cause: BaseException | None = None) -> bool:
         """End the run CRASHED (`spec.crashed(reason, cause)`) unless it is final already."""
@@ -470,6 +528,11 @@ def run_attempts(
 ) -> State[Any]:
     """Call the task with `parameters`, retrying as it asks; return the final state."""
     token = _context.current_task_run_var.set(info)
+    prints = None
+    if task.log_prints is not None:
+        prints = _logging.log_prints_var.set(task.log_prints)
+        if task.log_prints:
+            _logging.enable_print_capture()
     try:
         started = time.time()
         attempt = 0
@@ -487,6 +550,7 @@ def run_attempts(
                     # not a cycle that only the garbage collector can free.
                     on_running = None
                     return outcome
+                _logging.retrying(info, exc, attempt, task.retries, outcome)
                 with _context.blocking():
                     time.sleep(outcome)
                 continue
@@ -494,6 +558,8 @@ def run_attempts(
                 return _interrupted(info, exc, attempt, started)
             return fast_state(_COMPLETED, value, attempt, started)
     finally:
+        if prints is not None:
+            _logging.log_prints_var.reset(prints)
         _context.current_task_run_var.reset(token)
 
 
@@ -504,6 +570,11 @@ async def run_attempts_async(
     import asyncio
 
     token = _context.current_task_run_var.set(info)
+    prints = None
+    if task.log_prints is not None:
+        prints = _logging.log_prints_var.set(task.log_prints)
+        if task.log_prints:
+            _logging.enable_print_capture()
     try:
         started = time.time()
         attempt = 0
@@ -515,12 +586,15 @@ async def run_attempts_async(
                 outcome = _after_failure(task, exc, attempt, started)
                 if isinstance(outcome, State):
                     return outcome
+                _logging.retrying(info, exc, attempt, task.retries, outcome)
                 await asyncio.sleep(outcome)
                 continue
             except BaseException as exc:
                 return _interrupted(info, exc, attempt, started)
             return State(_COMPLETED, data=value, attempt=attempt, started=started)
     finally:
+        if prints is not None:
+            _logging.log_prints_var.reset(prints)
         _context.current_task_run_var.reset(token)
 
 
@@ -528,6 +602,9 @@ def _after_failure(task: Task[Any, Any], exc: Exception, attempt: int, started: 
     """Seconds to wait before the next attempt, or the final FAILED state."""
     if attempt <= task.retries:
         return task._retry_delay(attempt)
+    _tracebacks.trimmed(exc)
+    if _logging.capture_var.get() is not None:  # away from the flow's process
+        _tracebacks.attach_text(exc)
     name = "TimedOut" if isinstance(exc, TaskTimeoutError) else None
     return State(StateType.FAILED, exception=exc, name=name, attempt=attempt, started=started)
 

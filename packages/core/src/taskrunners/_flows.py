@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, Union, overload
 
-from . import _context
+from . import _context, _logging, _tracebacks
 from ._errors import DefinitionError, UpstreamFailedError
 from ._futures import Future
 from ._runner import TaskRunner
@@ -115,9 +115,18 @@ class Flow(Generic[P, R]):
         fn: The wrapped function.
         name: The flow's name (the function's name by default).
         task_runner: What the flow runs its tasks on, as given to `@flow`.
+        log_prints: Whether `print` in the flow and its tasks goes to the run logger;
+            `None` takes the enclosing flow's setting, else
+            `TASKRUNNERS_LOGGING_LOG_PRINTS`.
     """
 
-    def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: RunnerSpec = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        task_runner: RunnerSpec = None,
+        log_prints: bool | None = None,
+    ) -> None:
         if not callable(fn):
             raise DefinitionError(f"@flow needs a function, got {fn!r}")
         check_reserved(fn, "flow", inspect.signature(fn))
@@ -125,11 +134,16 @@ class Flow(Generic[P, R]):
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         _check_spec(self.name, task_runner)
         self.task_runner = task_runner
+        if log_prints is not None and not isinstance(log_prints, bool):
+            raise DefinitionError(f"flow {self.name!r}: log_prints must be True, False or None, got {log_prints!r}")
+        self.log_prints = log_prints
         self.is_async = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 
-    def with_options(self, *, name: Any = _UNSET, task_runner: Any = _UNSET) -> Flow[P, R]:
-        """A copy of this flow with its name or its task runner changed.
+    def with_options(
+        self, *, name: Any = _UNSET, task_runner: Any = _UNSET, log_prints: Any = _UNSET
+    ) -> Flow[P, R]:
+        """A copy of this flow with its name, task runner or `log_prints` changed.
 
         `task_runner=None` resets the copy to the default runner.
         """
@@ -137,7 +151,31 @@ class Flow(Generic[P, R]):
             self.fn,
             name=self.name if name is _UNSET else name,
             task_runner=self.task_runner if task_runner is _UNSET else task_runner,
+            log_prints=self.log_prints if log_prints is _UNSET else log_prints,
         )
+
+    def _begin(self, runner: TaskRunner) -> tuple[_logging.FlowRunInfo, Any, Any]:
+        """Name the flow run, set up logging and `log_prints`; returns the run's info
+        and the tokens for `_end`."""
+        _logging.configure()
+        flow_run = _logging.FlowRunInfo(self.name)
+        runner._flow_run = flow_run
+        log_prints = self.log_prints
+        if log_prints is None:
+            parent = _logging.current_flow_run_var.get()
+            log_prints = _logging.log_prints_var.get() if parent is not None else _logging.env_log_prints()
+        if log_prints:
+            _logging.enable_print_capture()
+        tokens = (_logging.current_flow_run_var.set(flow_run), _logging.log_prints_var.set(log_prints))
+        _logging.flow_started(flow_run, runner)
+        return flow_run, tokens[0], tokens[1]
+
+    @staticmethod
+    def _end(flow_run: _logging.FlowRunInfo, state: State[Any] | None, run_token: Any, prints_token: Any) -> None:
+        _logging.log_prints_var.reset(prints_token)
+        _logging.current_flow_run_var.reset(run_token)
+        if state is not None:
+            _logging.flow_finished(flow_run, state)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its value (a coroutine to await for an async flow).
@@ -175,14 +213,18 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()  # type: ignore[return-value]
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
+        flow_run, run_token, prints_token = self._begin(runner)
+        final: State[Any] | None = None
         try:
             with runner:
                 try:
                     state = State(StateType.COMPLETED, data=_results(self.fn(*call_args, **call_kwargs)))
                 except Exception as exc:
-                    state = State(StateType.FAILED, exception=exc)
+                    state = State(StateType.FAILED, exception=_tracebacks.trimmed(exc))
+            final = state
         finally:
             _context.current_runner_var.reset(token)
+            self._end(flow_run, final, run_token, prints_token)
         return state if return_state else state.result()  # type: ignore[return-value]
 
     async def _run_async(self, args: Any, kwargs: Any, wait_for: Any, return_state: bool) -> Any:
@@ -203,6 +245,8 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
+        flow_run, run_token, prints_token = self._begin(runner)
+        final: State[Any] | None = None
         try:
             runner.__enter__()
             try:
@@ -210,7 +254,7 @@ class Flow(Generic[P, R]):
                     value = await self.fn(*args, **kwargs)  # type: ignore[misc]
                     state = State(StateType.COMPLETED, data=await _results_async(value))
                 except Exception as exc:
-                    state = State(StateType.FAILED, exception=exc)
+                    state = State(StateType.FAILED, exception=_tracebacks.trimmed(exc))
                 idle = asyncio.get_running_loop().create_future()
                 runner._when_idle(lambda: idle.get_loop().call_soon_threadsafe(_set_done, idle))
                 await idle
@@ -218,8 +262,10 @@ class Flow(Generic[P, R]):
                 runner.__exit__(type(exc), exc, exc.__traceback__)
                 raise
             runner.__exit__(None, None, None)
+            final = state
         finally:
             _context.current_runner_var.reset(token)
+            self._end(flow_run, final, run_token, prints_token)
         return state if return_state else state.result()
 
     def __repr__(self) -> str:
@@ -300,11 +346,18 @@ def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 
 @overload
 def flow(
-    *, name: str | None = None, task_runner: RunnerSpec = None
+    *, name: str | None = None, task_runner: RunnerSpec = None, log_prints: bool | None = None
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
-def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec = None) -> Any:
+def flow(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    task_runner: RunnerSpec = None,
+    log_prints: bool | None = None,
+) -> Any:
     """Make a function a flow: `@flow` or `@flow(name=..., task_runner=...)`.
 
     Args:
@@ -313,11 +366,15 @@ def flow(fn: Any = None, /, *, name: str | None = None, task_runner: RunnerSpec 
         task_runner: A `TaskRunner` instance, a `TaskRunner` subclass, or a registered
             runner name such as `"threads"`. Without one, the environment variable
             `TASKRUNNERS_RUNNER` names the runner, else `"threads"`.
+        log_prints: Send `print` in the flow, and in its tasks that do not set their
+            own, to the run logger (`get_run_logger()`). `None` takes the enclosing
+            flow's setting, else the environment variable
+            `TASKRUNNERS_LOGGING_LOG_PRINTS` (false when unset).
 
     Raises:
         ReservedArgumentError: The function declares `wait_for` or `return_state`.
         DefinitionError: `task_runner` is not a runner, a runner class or a name.
     """
     if fn is not None:
-        return Flow(fn, name=name, task_runner=task_runner)
-    return lambda function: Flow(function, name=name, task_runner=task_runner)
+        return Flow(fn, name=name, task_runner=task_runner, log_prints=log_prints)
+    return lambda function: Flow(function, name=name, task_runner=task_runner, log_prints=log_prints)

@@ -88,6 +88,8 @@ class TaskRunner(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     known_conformance_failures: ClassVar[Mapping[str, str]] = {}
     __started = False
+    #: The flow run this runner serves (set by the flow; names records delivered here).
+    _flow_run: Any = None
 
     # -- to implement -----------------------------------------------------------------
 

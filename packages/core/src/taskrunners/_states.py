@@ -55,9 +55,9 @@ class StateFields(NamedTuple):
     """Every field of a `State`, as plain values: what `State.fields()` returns and
     `State.from_fields()` takes.
 
-    It is also a state's wire form: a `State` pickles as these eight values (the
+    It is also a state's wire form: a `State` pickles as these nine values (the
     `StateType` as its string value), so a runner whose engine has its own serializer
-    can send states as tuples of builtins.
+    can send states as tuples of builtins. `logs` may be left out (eight values).
     """
 
     type: StateType
@@ -68,6 +68,7 @@ class StateFields(NamedTuple):
     started: float | None
     data: Any
     exception: BaseException | None
+    logs: tuple[dict[str, Any], ...] = ()
 
 
 class State(Generic[R]):
@@ -84,9 +85,12 @@ class State(Generic[R]):
         attempt: How many attempts had started when this state was entered (0 for a
             run that never started).
         started: When the first attempt started, or `None` if the run never started.
+        logs: Log records the run made where it executed (a worker elsewhere), as
+            dicts of `logging.LogRecord` attributes, not yet delivered to the flow's
+            process; empty once delivered (see `get_run_logger`).
     """
 
-    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "_data", "_exception")
+    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "_data", "_exception", "logs")
 
     def __init__(
         self,
@@ -99,6 +103,7 @@ class State(Generic[R]):
         attempt: int = 0,
         started: float | None = None,
         timestamp: float | None = None,
+        logs: tuple[dict[str, Any], ...] = (),
     ) -> None:
         self.type = type
         self.name = name or _TITLES[type]
@@ -108,6 +113,7 @@ class State(Generic[R]):
         self.started = started
         self._data = data
         self._exception = exception
+        self.logs = logs
 
     # -- predicates -------------------------------------------------------------------
 
@@ -185,6 +191,7 @@ class State(Generic[R]):
             self.started,
             self._data if self.type is StateType.COMPLETED else None,
             self._exception,
+            self.logs,
         )
 
     @classmethod
@@ -196,7 +203,11 @@ class State(Generic[R]):
         Raises:
             ValueError: `type` names no `StateType`.
         """
-        kind, name, message, timestamp, attempt, started, data, exception = fields
+        if len(fields) == 8:
+            kind, name, message, timestamp, attempt, started, data, exception = fields
+            logs: tuple[Any, ...] = ()
+        else:
+            kind, name, message, timestamp, attempt, started, data, exception, logs = fields
         if type(kind) is not StateType:
             kind = StateType(kind)
         state: State[Any] = object.__new__(State)
@@ -208,6 +219,7 @@ class State(Generic[R]):
         state.started = started
         state._data = data
         state._exception = exception
+        state.logs = logs
         return state
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -254,6 +266,7 @@ class DeferredState(State[R]):
         attempt: As for `State` (the worker's figure replaces it once fetched).
         started: As for `State` (the worker's figure replaces it once fetched).
         timestamp: As for `State`.
+        logs: As for `State`.
     """
 
     __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle")
@@ -268,6 +281,7 @@ class DeferredState(State[R]):
         attempt: int = 0,
         started: float | None = None,
         timestamp: float | None = None,
+        logs: tuple[dict[str, Any], ...] = (),
     ) -> None:
         super().__init__(
             StateType.COMPLETED,
@@ -276,6 +290,7 @@ class DeferredState(State[R]):
             attempt=attempt,
             started=started,
             timestamp=timestamp,
+            logs=logs,
         )
         self._fetch: Callable[[], State[R]] | None = fetch
         self._fetch_lock = threading.Lock()
@@ -389,6 +404,7 @@ def fast_state(
     state.started = started
     state._data = data
     state._exception = None
+    state.logs = ()
     return state
 
 

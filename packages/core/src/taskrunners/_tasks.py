@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from . import _context, _wire
+from . import _context, _logging, _tracebacks, _wire
 from ._engine import (
     RunSpec,
     TaskRunInfo,
@@ -37,7 +37,7 @@ R = TypeVar("R")
 
 RESERVED_PARAMETERS = ("wait_for", "return_state")
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-_OPTIONS = ("name", "retries", "retry_delay_seconds", "timeout_seconds", "tags")
+_OPTIONS = ("name", "retries", "retry_delay_seconds", "timeout_seconds", "tags", "log_prints")
 
 
 def check_reserved(fn: Callable[..., Any], what: str, signature: inspect.Signature) -> None:
@@ -69,6 +69,8 @@ class Task(Generic[P, R]):
         timeout_seconds: Seconds an attempt may take before it fails with
             `TaskTimeoutError`, or `None`.
         tags: Labels for the task.
+        log_prints: Whether `print` in the task goes to the run logger; `None`
+            takes the setting of the flow (or task) that submits the run.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Task(Generic[P, R]):
         retry_delay_seconds: float | Sequence[float] = 0,
         timeout_seconds: float | None = None,
         tags: Iterable[str] = (),
+        log_prints: bool | None = None,
     ) -> None:
         if not callable(fn):
             raise DefinitionError(f"@task needs a function, got {fn!r}")
@@ -90,6 +93,9 @@ class Task(Generic[P, R]):
         self.retry_delay_seconds = _check_delays(self.name, retry_delay_seconds)
         self.timeout_seconds = _check_timeout(self.name, timeout_seconds)
         self.tags = frozenset(tags) if not isinstance(tags, str) else frozenset((tags,))
+        if log_prints is not None and not isinstance(log_prints, bool):
+            raise DefinitionError(f"task {self.name!r}: log_prints must be True, False or None, got {log_prints!r}")
+        self.log_prints = log_prints
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = signature
         parameters = signature.parameters.values()
@@ -162,7 +168,13 @@ class Task(Generic[P, R]):
         spec, upstream = self._prepare(parameters, wait_for, TaskRunInfo(self.name, self.tags))
         if upstream:
             wait(upstream)
-        return spec.execute([future.peek() for future in upstream])
+        state = spec.execute([future.peek() for future in upstream])
+        if state.logs:  # ran with no flow run current: its records were kept
+            _logging.deliver(state.logs, None)
+            state.logs = ()
+        if state.exception is not None:
+            _tracebacks.restore(state.exception, here=True)
+        return state
 
     async def _call_async(self, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
         spec, upstream = self._prepare(parameters, wait_for, TaskRunInfo(self.name, self.tags))
@@ -194,9 +206,10 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         runner = _context.require_runner(self.name, "submit")
         parameters = self._bind(args, kwargs)
+        task = self if self.log_prints is not None or not _logging.log_prints_var.get() else self._printing()
         previous = _context.track_prepared()
         try:
-            return runner.submit(self, parameters, wait_for)
+            return runner.submit(task, parameters, wait_for)
         except BaseException as exc:
             _crash_prepared(runner, exc)
             raise
@@ -224,9 +237,10 @@ class Task(Generic[P, R]):
         runner = _context.require_runner(self.name, "map")
         wait_list = None if wait_for is None else as_wait_list(wait_for)
         parameter_sets = self._expand(self._bind(args, kwargs))
+        task = self if self.log_prints is not None or not _logging.log_prints_var.get() else self._printing()
         previous = _context.track_prepared()
         try:
-            return runner.map(self, parameter_sets, wait_list)
+            return runner.map(task, parameter_sets, wait_list)
         except BaseException as exc:
             _crash_prepared(runner, exc)
             raise
@@ -234,6 +248,18 @@ class Task(Generic[P, R]):
             _context.stop_tracking(previous)
 
     # -- internals --------------------------------------------------------------------
+
+    def _printing(self) -> Task[P, R]:
+        """This task with `log_prints=True`, for runs that inherit it from their flow:
+        made once, and pickled as "this task, printing" (by reference when this one is)."""
+        variant: Task[P, R] | None = self.__dict__.get("_printing_variant")
+        if variant is None:
+            options = {key: getattr(self, key) for key in _OPTIONS}
+            options["log_prints"] = True
+            variant = Task(self.fn, **options)
+            variant._printing_origin = self
+            self._printing_variant = variant
+        return variant
 
     def _prepare(
         self, parameters: dict[str, Any], wait_for: Any, info: TaskRunInfo
@@ -369,6 +395,9 @@ class Task(Generic[P, R]):
     # -- pickling and display ---------------------------------------------------------
 
     def __reduce__(self) -> Any:
+        origin = self.__dict__.get("_printing_origin")
+        if origin is not None:
+            return (_printing_of, (origin,))
         module_name = getattr(self, "__module__", "") or ""
         module = sys.modules.get(module_name)
         qualname = getattr(self, "__qualname__", "")
@@ -421,6 +450,10 @@ def _pickled_by_value(module_name: str) -> bool:
     return module_name in registry
 
 
+def _printing_of(task: Task[Any, Any]) -> Task[Any, Any]:
+    return task._printing()
+
+
 def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:
     return Task(fn, **options)
 
@@ -442,7 +475,7 @@ def _by_value(task: Task[Any, Any]) -> tuple[Any, ...]:
         return (_rebuild_task, (task.fn, options))
     entry = _BLOBS.get(task)
     if entry is None:
-        blob = cloudpickle.dumps((task.fn, options), protocol=5)
+        blob = _wire.by_value(cloudpickle, (task.fn, options), 5)
         entry = _BLOBS[task] = (blob, blob.count(b"__main__"))
     _wire.note_shipped_by_value(entry[1])
     return (_load_task, (entry[0],))
@@ -580,6 +613,7 @@ def task(
     retry_delay_seconds: float | Sequence[float] = 0,
     timeout_seconds: float | None = None,
     tags: Iterable[str] = (),
+    log_prints: bool | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -592,6 +626,7 @@ def task(
     retry_delay_seconds: float | Sequence[float] = 0,
     timeout_seconds: float | None = None,
     tags: Iterable[str] = (),
+    log_prints: bool | None = None,
 ) -> Any:
     """Make a function a task: `@task` or `@task(name=..., retries=..., ...)`.
 
@@ -602,6 +637,8 @@ def task(
         retry_delay_seconds: Seconds before each retry, or a list of them.
         timeout_seconds: Seconds an attempt may take before it fails.
         tags: Labels for the task.
+        log_prints: Send `print` in the task to the run logger (`get_run_logger()`);
+            `None` takes the setting of the flow that runs it.
 
     Raises:
         ReservedArgumentError: The function declares `wait_for` or `return_state`.
@@ -613,6 +650,7 @@ def task(
         "retry_delay_seconds": retry_delay_seconds,
         "timeout_seconds": timeout_seconds,
         "tags": tags,
+        "log_prints": log_prints,
     }
     if fn is not None:
         return Task(fn, **options)

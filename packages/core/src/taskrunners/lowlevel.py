@@ -13,6 +13,11 @@ guide is `docs/writing-a-runner.md`.
 - Slot lending: `blocking()` marks a wait on another run; a runner's worker threads
   install a hook with `worker_thread()` or `lending()` to lend their slot meanwhile.
 - Shipping: `dumps` and `loads` (standard pickle, cloudpickle where it must).
+- Run logs: a run executed where no flow run is current returns its log records in
+  its final state (`State.logs`, part of `State.fields()` and of its pickle), and a
+  failure's traceback as text inside its exception; ship the state home whole and
+  `PreparedRun.set_state` delivers both to the flow's loggers. `current_flow_run()`
+  names the flow run in the flow's process.
 - Engine options: `RunOptions` for context managers like `dask_options(...)`.
 """
 
@@ -22,7 +27,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _engine
+from . import _context, _engine, _logging
 from ._engine import PreparedRun, RunSpec
 from ._options import OptionSet, RunOptions
 from ._runner import Capability, TaskRunner
@@ -31,6 +36,7 @@ from ._wire import dumps, loads
 
 if TYPE_CHECKING:
     from ._engine import TaskRunInfo
+    from ._logging import FlowRunInfo
 
 __all__ = [
     "BlockingHook",
@@ -45,6 +51,7 @@ __all__ = [
     "TaskRunner",
     "blocking",
     "blocking_hook",
+    "current_flow_run",
     "current_runner",
     "current_task_run",
     "dumps",
@@ -63,6 +70,12 @@ BlockingHook = Callable[[], contextlib.AbstractContextManager[Any]]
 def current_runner() -> TaskRunner | None:
     """The runner that `.submit()` and `.map()` reach here, or `None` outside any flow."""
     return _context.current_runner_var.get()
+
+
+def current_flow_run() -> FlowRunInfo | None:
+    """The `FlowRunInfo` of the flow run whose code (or task runs) runs here, or `None`
+    (on a worker in another process there is none)."""
+    return _logging.current_flow_run_var.get()
 
 
 def current_task_run() -> TaskRunInfo | None:

@@ -143,15 +143,16 @@ class Channel:
                 exc,
             )
         fields, inline = wire[:8], wire[8]
+        logs = wire[9] if len(wire) > 9 else ()
         if inline or fields[0] != "COMPLETED":  # a failure carries its exception, not a value
-            return State.from_fields(fields)
+            return State.from_fields((*fields, logs))
         _, name, message, timestamp, attempt, started, _, _ = fields
         from distributed import Future
 
         native = record.run.future.native or Future(record.key, self.client)  # reported before sent
         state: DeferredState[Any] = DeferredState(
             native.result, handle=native, name=name, message=message, attempt=attempt, started=started,
-            timestamp=timestamp,
+            timestamp=timestamp, logs=logs,
         )  # fmt: skip
         record.runner._deferred.add(state)
         return state

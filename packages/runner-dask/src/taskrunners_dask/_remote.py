@@ -52,6 +52,7 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
             with blocking():
                 runner.wait_idle()
     message = [spec.info.number, encode(state)]
+    state.logs = ()  # they travel in the report; the result that stays here needs none
     if NAME in worker.plugins:
         pending[thread_state.key] = (topic, message)  # sent by the plugin, in Dask's own batch
     else:
@@ -113,7 +114,8 @@ if "dask" in sys.modules:  # on a worker (unpickling a run): Dask is loaded alre
 
 def encode(state: State[Any]) -> bytes:
     """The final state as bytes for the report: `State.fields()` (the type as its
-    value) and whether the value is included, which it is only if small.
+    value) but its logs, whether the value is included, which it is only if small,
+    and the logs (the records the run made, for the flow's process).
 
     An exception that does not pickle is replaced by a `TaskRunnersError` naming it.
     """
@@ -124,11 +126,12 @@ def encode(state: State[Any]) -> bytes:
             f"the run raised {type(error).__qualname__}: {error}, which could not be "
             "pickled to reach the flow's process"
         )
+    logs = fields.logs
     if type(data) in _ALWAYS_INLINE or _small(data):
-        blob = _dumps((*head, data, error, True))
-        if blob is not None and len(blob) <= INLINE_LIMIT:
+        blob = _dumps((*head, data, error, True, logs))
+        if blob is not None and len(blob) <= INLINE_LIMIT + len(logs) * 1024:
             return blob
-    return dumps((*head, None, error, False))
+    return dumps((*head, None, error, False, logs))
 
 
 def _small(data: Any) -> bool:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from taskrunners import State, StateType, Task
+from taskrunners import RemoteTraceback, State, StateType, Task
 from taskrunners.lowlevel import PreparedRun, RunSpec, dumps, loads
 
 from ._worker import INIT_FAILED, READY, Reply, Wire, worker_main
@@ -50,16 +50,6 @@ _COMPLETED = StateType.COMPLETED
 _TASK_BLOBS_MAX = 1024
 _STOP = b""
 
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception as the worker process printed it."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
 
 
 class _Packet:

@@ -13,8 +13,8 @@ half):
 - worker to parent: the standard pickle of `(done, others, split)` for the runs
   finished since the last reply: `done` holds `(number, value, attempt, started,
   timestamp)` for each run that COMPLETED with a value of a plain builtin type,
-  `others` holds `(number, state, traceback_text)` for the rest, `state` being the
-  `dumps` of the state's fields (so that a state that cannot be unpickled in the parent
+  `others` holds `(number, state, traceback_text)` for the rest (a run with log
+  records among them), `state` being the `dumps` of the state's fields (so that a state that cannot be unpickled in the parent
   fails its run alone), and `split` the numbers of a batch whose runs could not be
   unpickled together (the parent sends them again one by one). A reply goes when the
   batch is done, or sooner once `FLUSH_SECONDS` have passed.
@@ -165,7 +165,12 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRu
         if nested.submitted:
             nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
             nested.submitted = 0
-        if state.type is _COMPLETED and type(state.result()) in _PLAIN and state.name == "Completed":
+        if (
+            state.type is _COMPLETED
+            and type(state.result()) in _PLAIN
+            and state.name == "Completed"
+            and not state.logs
+        ):
             done.append((number, state.result(), state.attempt, state.started, state.timestamp))
         else:
             others.append(_other(spec, number, state))
@@ -202,12 +207,12 @@ def _unloadable(exc: BaseException) -> bytes:
 
 def _other(spec: RunSpec, number: int, state: State[Any]) -> tuple[int, bytes, str | None]:
     """The reply entry of a run that did not complete with a plain value."""
-    text = None
-    if state.exception is not None:
-        text = "".join(traceback.format_exception(state.exception))
-    try:
-        return number, dumps(tuple_fields(state)), text
+    try:  # the engine wrote the traceback's text into the exception (it travels with it)
+        return number, dumps(tuple_fields(state)), None
     except Exception as exc:
+        text = None
+        if state.exception is not None:
+            text = "".join(traceback.format_exception(state.exception))
         if state.exception is None:
             error: BaseException = TypeError(
                 f"task {spec.info.task_name!r} returned a value that cannot be pickled to send it "
