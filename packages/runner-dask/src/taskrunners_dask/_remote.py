@@ -52,7 +52,6 @@ def run(spec: RunSpec, topic: str, upstream_states: Sequence[State[Any]]) -> Sta
             with blocking():
                 runner.wait_idle()
     message = [spec.info.number, encode(state)]
-    state.logs = ()  # they travel in the report; the result that stays here needs none
     if NAME in worker.plugins:
         pending[thread_state.key] = (topic, message)  # sent by the plugin, in Dask's own batch
     else:

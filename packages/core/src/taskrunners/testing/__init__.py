@@ -22,8 +22,17 @@ Attributes:
 """
 
 from . import tasks
+from ._observability import ObservabilityTests
 from ._suite import Capability, TaskRunnerTests, requires, run_with_deadline
 
 SUITE_VERSION = "1"
 
-__all__ = ["SUITE_VERSION", "Capability", "TaskRunnerTests", "requires", "run_with_deadline", "tasks"]
+__all__ = [
+    "SUITE_VERSION",
+    "Capability",
+    "ObservabilityTests",
+    "TaskRunnerTests",
+    "requires",
+    "run_with_deadline",
+    "tasks",
+]

@@ -55,6 +55,7 @@ from taskrunners import (
 from taskrunners.lowlevel import current_runner
 
 from . import tasks as t
+from ._observability import ObservabilityTests
 
 __all__ = ["Capability", "TaskRunnerTests", "requires", "run_with_deadline"]
 
@@ -71,7 +72,7 @@ def requires(*capabilities: Capability) -> Callable[[F], F]:
     return mark
 
 
-class TaskRunnerTests:
+class TaskRunnerTests(ObservabilityTests):
     """Conformance tests for a `TaskRunner`. Subclass it and provide `task_runner`.
 
     Class attributes a runner's test class may override:
