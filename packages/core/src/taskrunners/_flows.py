@@ -154,28 +154,21 @@ class Flow(Generic[P, R]):
             log_prints=self.log_prints if log_prints is _UNSET else log_prints,
         )
 
-    def _begin(self, runner: TaskRunner) -> tuple[_logging.FlowRunInfo, Any, Any]:
+    def _begin(self, runner: TaskRunner) -> tuple[_logging.FlowRunInfo, Any]:
         """Name the flow run, set up logging and `log_prints`; returns the run's info
-        and the tokens for `_end`."""
+        and the token for `_end`."""
         _logging.configure()
-        flow_run = _logging.FlowRunInfo(self.name)
-        runner._flow_run = flow_run
         log_prints = self.log_prints
         if log_prints is None:
             parent = _logging.current_flow_run_var.get()
-            log_prints = _logging.log_prints_var.get() if parent is not None else _logging.env_log_prints()
+            log_prints = parent.log_prints if parent is not None else _logging.env_log_prints()
         if log_prints:
             _logging.enable_print_capture()
-        tokens = (_logging.current_flow_run_var.set(flow_run), _logging.log_prints_var.set(log_prints))
-        _logging.flow_started(flow_run, runner)
-        return flow_run, tokens[0], tokens[1]
-
-    @staticmethod
-    def _end(flow_run: _logging.FlowRunInfo, state: State[Any] | None, run_token: Any, prints_token: Any) -> None:
-        _logging.log_prints_var.reset(prints_token)
-        _logging.current_flow_run_var.reset(run_token)
-        if state is not None:
-            _logging.flow_finished(flow_run, state)
+        runner._flow_run = flow_run = _logging.FlowRunInfo(self.name, log_prints)
+        token = _logging.current_flow_run_var.set(flow_run)
+        if _logging.flow_lines:
+            _logging.flow_started(flow_run, runner)
+        return flow_run, token
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its value (a coroutine to await for an async flow).
@@ -213,7 +206,7 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()  # type: ignore[return-value]
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
-        flow_run, run_token, prints_token = self._begin(runner)
+        flow_run, run_token = self._begin(runner)
         final: State[Any] | None = None
         try:
             with runner:
@@ -224,7 +217,9 @@ class Flow(Generic[P, R]):
             final = state
         finally:
             _context.current_runner_var.reset(token)
-            self._end(flow_run, final, run_token, prints_token)
+            _logging.current_flow_run_var.reset(run_token)
+            if final is not None:
+                _logging.flow_finished(flow_run, final)
         return state if return_state else state.result()  # type: ignore[return-value]
 
     async def _run_async(self, args: Any, kwargs: Any, wait_for: Any, return_state: bool) -> Any:
@@ -245,7 +240,7 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()
         runner = resolve_runner(self.task_runner)
         token = _context.current_runner_var.set(runner)
-        flow_run, run_token, prints_token = self._begin(runner)
+        flow_run, run_token = self._begin(runner)
         final: State[Any] | None = None
         try:
             runner.__enter__()
@@ -265,7 +260,9 @@ class Flow(Generic[P, R]):
             final = state
         finally:
             _context.current_runner_var.reset(token)
-            self._end(flow_run, final, run_token, prints_token)
+            _logging.current_flow_run_var.reset(run_token)
+            if final is not None:
+                _logging.flow_finished(flow_run, final)
         return state if return_state else state.result()
 
     def __repr__(self) -> str:

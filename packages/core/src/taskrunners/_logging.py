@@ -29,6 +29,7 @@ when the flow run starts: the hot path reads one module flag.
 from __future__ import annotations
 
 import builtins
+import itertools
 import logging
 import os
 import socket
@@ -64,11 +65,14 @@ task_logger = logging.getLogger("taskrunners.task_runs")
 
 #: Records of the run executing in this context, when they must travel home.
 capture_var: ContextVar[list[dict[str, Any]] | None] = ContextVar("taskrunners_log_capture", default=None)
-#: Whether `print` goes to the run logger here.
-log_prints_var: ContextVar[bool] = ContextVar("taskrunners_log_prints", default=False)
+#: Whether `print` goes to the run logger here, as a task run set it (`None`: as the
+#: flow run says).
+log_prints_var: ContextVar[bool | None] = ContextVar("taskrunners_log_prints", default=None)
 
 #: Whether task runs' DEBUG lines are wanted (read when each flow run starts).
 per_run = False
+#: Whether flow runs' INFO lines are wanted (read when each flow run starts).
+flow_lines = False
 
 _HOST = socket.gethostname()
 
@@ -81,16 +85,21 @@ class FlowRunInfo:
         number: A number unique to the run within this process.
         name: The run's name: the flow's name and that number.
         id: A `uuid.UUID` that identifies the run.
+        log_prints: Whether `print` in the flow, and in its tasks that do not set
+            their own, goes to the run logger.
     """
 
-    __slots__ = ("flow_name", "number", "name")
+    __slots__ = ("flow_name", "number", "log_prints")
 
-    def __init__(self, flow_name: str) -> None:
-        from ._engine import _run_numbers
-
+    def __init__(self, flow_name: str, log_prints: bool = False) -> None:
+        self.log_prints = log_prints
         self.flow_name = flow_name
-        self.number = next(_run_numbers)
-        self.name = f"{flow_name}-{self.number}"
+        self.number = next(_flow_numbers)
+
+    @property
+    def name(self) -> str:
+        """The run's name: the flow's name and a number unique in this process."""
+        return f"{self.flow_name}-{self.number}"
 
     @property
     def id(self) -> Any:
@@ -99,10 +108,13 @@ class FlowRunInfo:
 
         from ._engine import _id_base
 
-        return uuid.UUID(int=_id_base() | self.number)
+        return uuid.UUID(int=_id_base() | (1 << 63) | self.number)  # apart from task runs' ids
 
     def __repr__(self) -> str:
         return f"FlowRunInfo(name={self.name!r})"
+
+
+_flow_numbers = itertools.count(1)
 
 
 current_flow_run_var: ContextVar[FlowRunInfo | None] = ContextVar("taskrunners_flow_run", default=None)
@@ -330,6 +342,8 @@ def flow_started(flow_run: FlowRunInfo, runner: Any) -> None:
 
 def flow_finished(flow_run: FlowRunInfo, state: State[Any]) -> None:
     exc = state.exception
+    if exc is None and not flow_lines:
+        return
     if exc is not None:
         if flow_logger.isEnabledFor(logging.ERROR):
             flow_logger.error(
@@ -352,8 +366,12 @@ _patch_lock = threading.Lock()
 
 
 def _print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:
-    if (file is None or file is sys.stdout) and log_prints_var.get():
-        if _context.current_task_run_var.get() is not None or current_flow_run_var.get() is not None:
+    if file is None or file is sys.stdout:
+        wanted = log_prints_var.get()
+        flow_run = current_flow_run_var.get()
+        if wanted is None:
+            wanted = flow_run is not None and flow_run.log_prints
+        if wanted and (flow_run is not None or _context.current_task_run_var.get() is not None):
             text = (" " if sep is None else sep).join(str(arg) for arg in args)
             get_run_logger().info(text, stacklevel=2)
             return
@@ -373,9 +391,29 @@ def enable_print_capture() -> None:
 
 
 def env_log_prints() -> bool:
-    """The `TASKRUNNERS_LOGGING_LOG_PRINTS` setting (false when unset)."""
-    value = os.environ.get(LOG_PRINTS_ENV, "").strip().lower()
-    return value in ("1", "true", "yes", "on")
+    """The `TASKRUNNERS_LOGGING_LOG_PRINTS` setting (false when unset), as read when
+    the first flow run of the process started."""
+    return _settings()[1]
+
+
+_SETTINGS: list[tuple[int | None, bool]] = []
+
+
+def _settings() -> tuple[int | None, bool]:
+    """The environment's level and log_prints settings, read once per process (reading
+    the environment costs a microsecond, a tenth of an empty flow run)."""
+    if not _SETTINGS:
+        value = os.environ.get(LOG_PRINTS_ENV, "").strip().lower()
+        _SETTINGS.append((_env_level(), value in ("1", "true", "yes", "on")))
+    return _SETTINGS[0]
+
+
+def reread_environment() -> None:
+    """Read `TASKRUNNERS_LOGGING_LEVEL` and `TASKRUNNERS_LOGGING_LOG_PRINTS` again when
+    the next flow run starts (they are read once per process); for tests."""
+    global _seen_level
+    _SETTINGS.clear()
+    _seen_level = -1
 
 
 # -- the default handler --------------------------------------------------------------
@@ -423,10 +461,25 @@ def _env_level() -> int | None:
     return None
 
 
+#: What `configure` saw last: whether the root logger had no handler, and the
+#: `taskrunners` logger's level (-1: look again).
+_seen_bare = True
+_seen_level = -1
+
+
 def configure() -> None:
     """Called as each flow run starts: the default handler and level, and `per_run`."""
-    global _handler, _level_set, per_run
-    level = _env_level()
+    global per_run, flow_lines
+    if (not logging.root.handlers) is _seen_bare and root_logger.level == _seen_level:
+        per_run = task_logger.isEnabledFor(logging.DEBUG)
+        flow_lines = flow_logger.isEnabledFor(logging.INFO)
+        return
+    _reconfigure()
+
+
+def _reconfigure() -> None:
+    global _handler, _level_set, per_run, flow_lines, _seen_bare, _seen_level
+    level = _settings()[0]
     if root_logger.level in (logging.NOTSET, _level_set) and level is not None:
         root_logger.setLevel(level)
         _level_set = level
@@ -446,6 +499,9 @@ def configure() -> None:
                 _level_set = logging.INFO
                 root_logger.setLevel(logging.INFO)
     per_run = task_logger.isEnabledFor(logging.DEBUG)
+    flow_lines = flow_logger.isEnabledFor(logging.INFO)
+    _seen_bare = not logging.root.handlers
+    _seen_level = root_logger.level
 
 
 def _terminal() -> bool:
