@@ -147,18 +147,18 @@ class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
         if capture_var.get() is not None:
             return True  # the flow's process applies its level on delivery
-        return self.logger.isEnabledFor(level)
+        return bool(self.logger.isEnabledFor(level))
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
             return
-        msg, kwargs = self.process(msg, kwargs)
-        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        msg, processed = self.process(msg, kwargs)
+        processed["stacklevel"] = processed.get("stacklevel", 1) + 1
         buffer = capture_var.get()
         if buffer is None:
-            self.logger.log(level, msg, *args, **kwargs)
+            self.logger.log(level, msg, *args, **processed)
             return
-        _capturing(self.logger.name).log(level, msg, *args, **kwargs)
+        _capturing(self.logger.name).log(level, msg, *args, **processed)
 
 
 def get_run_logger() -> RunLogger:
@@ -311,7 +311,7 @@ def _task_line(
     fields = _extra(flow_run, info)
     fields["worker"] = None
     record = task_logger.makeRecord(
-        task_logger.name, level, __file__, 0, msg, None,
+        task_logger.name, level, __file__, 0, msg, (),
         _tracebacks.exc_info(exc) if exc is not None else None, extra=fields,
     )  # fmt: skip
     if created is not None:

@@ -269,7 +269,7 @@ class DeferredState(State[R]):
         logs: As for `State`.
     """
 
-    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle")
+    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "handle", "_logs_due")
 
     def __init__(
         self,
@@ -295,6 +295,7 @@ class DeferredState(State[R]):
         self._fetch: Callable[[], State[R]] | None = fetch
         self._fetch_lock = threading.Lock()
         self.handle = handle
+        self._logs_due = not logs  # the full state's records, if any, are delivered on fill
 
     @property
     def loaded(self) -> bool:
@@ -326,7 +327,14 @@ class DeferredState(State[R]):
 
     def fill(self, full: State[R]) -> None:
         """Take the value (and `attempt`, `started`) from `full`, the run's whole final
-        state; for a runner that fetched many values at once."""
+        state; for a runner that fetched many values at once. Log records in `full`
+        that did not come with the deferred state are delivered to this process's
+        loggers now (late: when the value is read)."""
+        if self._logs_due and full.logs:
+            from ._logging import deliver
+
+            deliver(full.logs, None)
+        self._logs_due = False
         self._data = full._data
         self.attempt = full.attempt
         self.started = full.started

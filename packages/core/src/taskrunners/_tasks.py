@@ -257,7 +257,7 @@ class Task(Generic[P, R]):
             options = {key: getattr(self, key) for key in _OPTIONS}
             options["log_prints"] = True
             variant = Task(self.fn, **options)
-            variant._printing_origin = self
+            variant.__dict__["_printing_origin"] = self
             self._printing_variant = variant
         return variant
 

@@ -110,7 +110,7 @@ def _pickler(cloudpickle: Any) -> Any:
     import types
 
     base = cloudpickle.Pickler
-    table = getattr(base, "dispatch_table", None)
+    table: Any = getattr(base, "dispatch_table", None)
     reduce_code = table.get(types.CodeType) if table is not None else None
     if reduce_code is None:  # a cloudpickle that keeps file names, or works otherwise
         pickler = base

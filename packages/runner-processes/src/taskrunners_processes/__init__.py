@@ -1,6 +1,7 @@
 """The process-pool task runner of taskrunners, registered as `"processes"`."""
 
-from ._pool import RemoteTraceback
+from taskrunners import RemoteTraceback  # the core's: every runner's remote tracebacks
+
 from ._runner import ProcessPoolTaskRunner, default_start_method
 from ._worker import RemoteError
 

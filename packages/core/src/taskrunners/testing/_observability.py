@@ -18,11 +18,11 @@ import traceback
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from taskrunners import TaskRunner, flow, get_run_logger, task
+from taskrunners import State, TaskRunner, flow, get_run_logger, task
 from taskrunners.lowlevel import current_flow_run
 
 __all__ = ["ObservabilityTests"]
@@ -60,7 +60,8 @@ def print_not_logged(n: int) -> int:
 def log_then_fail(n: int) -> int:
     """Log a line, then raise (on each of its two attempts)."""
     get_run_logger().warning("about to fail %d", n)
-    return _raise_from_helper(f"failed {n}")
+    _raise_from_helper(f"failed {n}")
+    return n
 
 
 @task
@@ -69,7 +70,7 @@ def fail_in_helper(message: str) -> None:
     _raise_from_helper(message)
 
 
-def _raise_from_helper(message: str) -> Any:
+def _raise_from_helper(message: str) -> None:
     raise ObservabilityError(message)  # the line a traceback must show
 
 
@@ -98,7 +99,7 @@ class _Records(logging.Handler):
 class ObservabilityTests:
     """Run logs and tracebacks, on every runner (mixed into `TaskRunnerTests`)."""
 
-    deadline: float
+    deadline: ClassVar[float]
 
     def run_flow(self, task_runner: TaskRunner, body: Any, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError  # pragma: no cover - provided by TaskRunnerTests
@@ -210,12 +211,11 @@ class ObservabilityTests:
         exec(compile(_DYNAMIC_SOURCE, str(source), "exec"), module.__dict__)
         dynamic_fail = module.dynamic_fail
 
-        def body() -> BaseException:
+        def body() -> BaseException | None:
             future = dynamic_fail.submit("by value")
             future.wait()
-            error = future.state.exception
-            assert error is not None
-            return error
+            state: State[Any] = future.state
+            return state.exception
 
         error = self.run_flow(task_runner, body)
         assert isinstance(error, ValueError)
