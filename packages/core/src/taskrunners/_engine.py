@@ -237,6 +237,7 @@ class RunSpec:
         upstream_states: Sequence[State[Any]] = (),
         on_running: Callable[[State[Any]], object] | None = None,
         runner: TaskRunner | None = None,
+        log_sink: Callable[[tuple[dict[str, Any], ...]], object] | None = None,
     ) -> State[Any]:
         """Run the task once its upstream runs are final, and return its final state.
 
@@ -250,15 +251,20 @@ class RunSpec:
                 the task. A runner that executes the spec in another process passes one
                 that works there (say, one attached to the same cluster); in this
                 process the runner of the submitting flow is already current.
+            log_sink: For a runner with a channel to the flow's process: called with
+                the run's log records (a tuple of dicts of builtins) as they are
+                made, instead of keeping them in the state, so that a worker that
+                dies mid-run has sent what its run logged. The flow's process hands
+                them to `PreparedRun.deliver_logs`, in the order they came.
 
         Where no flow run is current (a worker process, a Dask or Ray worker), the
-        run's log records are kept and returned in the final state's `logs`, and a
-        failure's traceback travels as text with its exception: return the state to
-        the flow's process whole (`State.fields()` or its pickle), where
-        `PreparedRun.set_state` delivers both.
+        run's log records are kept and returned in the final state's `logs` (or
+        given to `log_sink`), and a failure's traceback travels as text with its
+        exception: return the state to the flow's process whole (`State.fields()`
+        or its pickle), where `PreparedRun.set_state` delivers both.
         """
         if _logging.current_flow_run_var.get() is None:
-            return self._execute_away(upstream_states, on_running, runner)
+            return self._execute_away(upstream_states, on_running, runner, log_sink)
         return self._execute(upstream_states, on_running, runner)
 
     def _execute_away(
@@ -266,14 +272,15 @@ class RunSpec:
         upstream_states: Sequence[State[Any]],
         on_running: Callable[[State[Any]], object] | None,
         runner: TaskRunner | None,
+        log_sink: Callable[[tuple[dict[str, Any], ...]], object] | None = None,
     ) -> State[Any]:
-        records: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = [] if log_sink is None else _logging.Streaming(log_sink)
         token = _logging.capture_var.set(records)
         try:
             state = self._execute(upstream_states, on_running, runner)
         finally:
             _logging.capture_var.reset(token)
-        if records:
+        if records and log_sink is None:
             state.logs = tuple(records)
         return state
 
@@ -488,6 +495,11 @@ class PreparedRun:
             _tracebacks.restore(exc)
         if previous is None or previous.type is _RUNNING:
             _logging.task_run_final(self, state, previous)
+
+    def deliver_logs(self, records: tuple[dict[str, Any], ...]) -> None:
+        """Hand log records that the run's worker streamed (`RunSpec.execute`'s
+        `log_sink`) to this process's loggers, named after the flow run."""
+        _logging.deliver(records, getattr(self.future.owner, "_flow_run", None))
 
     def crash(self, reason: str, cause: BaseException | None = None) -> bool:
         """End the run CRASHED (`spec.crashed(reason, cause)`) unless it is final already."""

@@ -205,7 +205,7 @@ class _CaptureHandler(logging.Handler):
         buffer = capture_var.get()
         if buffer is None:  # pragma: no cover - the capturing loggers run only inside a capture
             return
-        entry = dict(record.__dict__)
+        entry = {key: value if type(value) in _PLAIN else repr(value) for key, value in record.__dict__.items()}
         entry["msg"] = record.getMessage()
         entry["args"] = None
         if record.exc_info:
@@ -215,6 +215,27 @@ class _CaptureHandler(logging.Handler):
         entry["exc_info"] = None
         entry.pop("message", None)
         buffer.append(entry)
+
+
+#: What a captured record keeps as itself (anything else becomes its `repr`, so that
+#: the records always pickle).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+class Streaming(list):  # type: ignore[type-arg]
+    """A capture that hands each record to `sink` at once instead of keeping it."""
+
+    def __init__(self, sink: Any) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def append(self, entry: Any) -> None:
+        self.sink((entry,))
+
+    def extend(self, entries: Any) -> None:
+        entries = tuple(entries)
+        if entries:
+            self.sink(entries)
 
 
 _capturing_loggers: dict[str, logging.Logger] = {}

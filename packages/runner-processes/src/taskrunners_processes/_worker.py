@@ -20,6 +20,9 @@ half):
   batch is done, or sooner once `FLUSH_SECONDS` have passed.
 - before its first batch the worker sends `READY`, or `INIT_FAILED` followed by the
   traceback text if the initializer raised.
+- while a run executes, each log record it makes is sent at once: `LOGS` followed by
+  the standard pickle of `(number, records)`, so that a worker that dies mid-run has
+  sent what its run logged (the parent hands them to `PreparedRun.deliver_logs`).
 
 `progress` (shared memory) holds the number of the run being executed (-1 between
 runs), so that the parent knows which run a dead worker was executing.
@@ -49,6 +52,7 @@ FLUSH_SECONDS = 0.02
 #: protocol marker, b"\x80").
 READY = b"R"
 INIT_FAILED = b"I"
+LOGS = b"L"
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _COMPLETED = StateType.COMPLETED
@@ -142,13 +146,14 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRu
         wires: list[Wire] = loads(payload)
     except BaseException as exc:
         if len(numbers) > 1:  # find the culprit: the parent sends the runs one by one
-            conn.send_bytes(pickle.dumps(([], [], list(numbers)), _PROTOCOL))
+            _send(conn, pickle.dumps(([], [], list(numbers)), _PROTOCOL))
         else:
             others.append((numbers[0], _unloadable(exc), None))
-            conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+            _send(conn, pickle.dumps((done, others, []), _PROTOCOL))
         return
     tasks = [_load_task(blob) for blob in blobs]
     execute = RunSpec.execute
+    sink = _LogSink(conn)
     run_info = TaskRunInfo.from_wire
     flushed = time.monotonic()
     for index, info, parameters, slotted, required, upstream_runs, states in wires:
@@ -157,11 +162,11 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRu
         if isinstance(task, BaseException):
             others.append((number, _unloadable(task), None))
             continue
-        progress.value = number
+        progress.value = sink.number = number
         # The wire's pieces are already a tuple and a frozenset: build the spec directly.
         upstream = tuple(run_info(run) for run in upstream_runs) if upstream_runs else ()
         spec = RunSpec(task, run_info(info), parameters, slotted, required, upstream)
-        state = execute(spec, states)  # `nested` is current: tasks submit to it
+        state = execute(spec, states, None, None, sink)  # `nested` is current: tasks submit to it
         if nested.submitted:
             nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
             nested.submitted = 0
@@ -176,12 +181,34 @@ def _run_batch(conn: Connection, progress: Any, message: bytes, nested: NestedRu
             others.append(_other(spec, number, state))
         now = time.monotonic()
         if now - flushed > FLUSH_SECONDS:
-            conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+            _send(conn, pickle.dumps((done, others, []), _PROTOCOL))
             done, others = [], []
             flushed = now
     progress.value = -1
     if done or others:
-        conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+        _send(conn, pickle.dumps((done, others, []), _PROTOCOL))
+
+
+_send_lock = threading.Lock()
+
+
+def _send(conn: Connection, data: bytes) -> None:
+    """Send one message to the parent (a task's thread may be sending log records)."""
+    with _send_lock:
+        conn.send_bytes(data)
+
+
+class _LogSink:
+    """Sends the log records of the run being executed to the parent at once."""
+
+    __slots__ = ("conn", "number")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.number = -1
+
+    def __call__(self, records: tuple[dict[str, Any], ...]) -> None:
+        _send(self.conn, LOGS + pickle.dumps((self.number, records), _PROTOCOL))
 
 
 def _load_task(blob: bytes) -> Task[Any, Any] | BaseException:
