@@ -11,7 +11,11 @@ records are kept as plain dicts, in order, and travel back in its final `State`
 (`State.logs`, part of the state's fields and so of its pickle), whatever the state.
 `PreparedRun.set_state` delivers them in the flow's process, before the run's future
 becomes final, to the loggers and handlers there, filling in the flow run. The level
-is applied there, by the flow process's own logging configuration.
+is applied there, by the flow process's own logging configuration. A runner with a
+channel home passes `RunSpec.execute(log_sink=...)` instead: the capture is then a
+`Streaming` one that hands each record to the sink as it is made, and the flow's
+process gets them through `PreparedRun.deliver_logs` (a worker that dies mid-run has
+sent what its run logged).
 
 The default: when the application has not configured logging (the root logger has no
 handler) and stderr is a terminal (or `TASKRUNNERS_LOGGING_LEVEL` is set), the first
