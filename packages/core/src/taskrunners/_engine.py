@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["PreparedRun", "RunSpec", "TaskRunInfo", "close_thread_event_loop"]
 
 _COMPLETED = StateType.COMPLETED
+_current_runner = _context.current_runner_var.get
 _RUNNING = StateType.RUNNING
 _run_numbers = itertools.count(1)
 
@@ -263,9 +264,19 @@ class RunSpec:
         exception: return the state to the flow's process whole (`State.fields()`
         or its pickle), where `PreparedRun.set_state` delivers both.
         """
-        if _logging.current_flow_run_var.get() is None:
+        here = _current_runner()
+        if here is None or here._flow is None:  # no flow run here: keep the records
             return self._execute_away(upstream_states, on_running, runner, log_sink)
-        return self._execute(upstream_states, on_running, runner)
+        inputs = self.inputs(upstream_states)
+        if isinstance(inputs, State):
+            return inputs
+        if runner is None:
+            return run_attempts(self.task, self.info, inputs, on_running)
+        token = _context.current_runner_var.set(runner)
+        try:
+            return run_attempts(self.task, self.info, inputs, on_running)
+        finally:
+            _context.current_runner_var.reset(token)
 
     def _execute_away(
         self,
@@ -488,7 +499,7 @@ class PreparedRun:
             return
         previous = self.future._state
         if state.logs:
-            _logging.deliver(state.logs, getattr(self.future.owner, "_flow_run", None))
+            _logging.deliver(state.logs, _flow_run_of(self.future.owner))
             state.logs = ()
         exc = state.exception
         if exc is not None:
@@ -499,7 +510,7 @@ class PreparedRun:
     def deliver_logs(self, records: tuple[dict[str, Any], ...]) -> None:
         """Hand log records that the run's worker streamed (`RunSpec.execute`'s
         `log_sink`) to this process's loggers, named after the flow run."""
-        _logging.deliver(records, getattr(self.future.owner, "_flow_run", None))
+        _logging.deliver(records, _flow_run_of(self.future.owner))
 
     def crash(self, reason: str, cause: BaseException | None = None) -> bool:
         """End the run CRASHED (`spec.crashed(reason, cause)`) unless it is final already."""
@@ -530,6 +541,10 @@ class PreparedRun:
 
     def __repr__(self) -> str:
         return f"<PreparedRun {self.info.name!r}>"
+
+
+def _flow_run_of(owner: TaskRunner | None) -> Any:
+    return None if owner is None else _logging.flow_run_of(owner)
 
 
 def run_attempts(

@@ -154,21 +154,21 @@ class Flow(Generic[P, R]):
             log_prints=self.log_prints if log_prints is _UNSET else log_prints,
         )
 
-    def _begin(self, runner: TaskRunner) -> tuple[_logging.FlowRunInfo, Any]:
-        """Name the flow run, set up logging and `log_prints`; returns the run's info
-        and the token for `_end`."""
+    def _begin(self, runner: TaskRunner) -> None:
+        """Tie `runner` to this flow's run, set up logging and `log_prints` (before the
+        runner becomes current: the enclosing flow's setting is read here)."""
         _logging.configure()
         log_prints = self.log_prints
         if log_prints is None:
-            parent = _logging.current_flow_run_var.get()
-            log_prints = parent.log_prints if parent is not None else _logging.env_log_prints()
+            parent = _context.current_runner_var.get()
+            if parent is not None and parent._flow is not None:
+                log_prints = parent._log_prints
+            else:
+                log_prints = _logging.log_prints_default
         if log_prints:
             _logging.enable_print_capture()
-        runner._flow_run = flow_run = _logging.FlowRunInfo(self.name, log_prints)
-        token = _logging.current_flow_run_var.set(flow_run)
-        if _logging.flow_lines:
-            _logging.flow_started(flow_run, runner)
-        return flow_run, token
+            runner._log_prints = True
+        runner._flow = self
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its value (a coroutine to await for an async flow).
@@ -205,8 +205,10 @@ class Flow(Generic[P, R]):
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()  # type: ignore[return-value]
         runner = resolve_runner(self.task_runner)
+        self._begin(runner)
         token = _context.current_runner_var.set(runner)
-        flow_run, run_token = self._begin(runner)
+        if _logging.flow_lines:
+            _logging.flow_started(runner)
         final: State[Any] | None = None
         try:
             with runner:
@@ -217,9 +219,8 @@ class Flow(Generic[P, R]):
             final = state
         finally:
             _context.current_runner_var.reset(token)
-            _logging.current_flow_run_var.reset(run_token)
-            if final is not None:
-                _logging.flow_finished(flow_run, final)
+            if final is not None and (_logging.flow_lines or final.type is not StateType.COMPLETED):
+                _logging.flow_finished(runner, final)
         return state if return_state else state.result()  # type: ignore[return-value]
 
     async def _run_async(self, args: Any, kwargs: Any, wait_for: Any, return_state: bool) -> Any:
@@ -239,8 +240,10 @@ class Flow(Generic[P, R]):
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()
         runner = resolve_runner(self.task_runner)
+        self._begin(runner)
         token = _context.current_runner_var.set(runner)
-        flow_run, run_token = self._begin(runner)
+        if _logging.flow_lines:
+            _logging.flow_started(runner)
         final: State[Any] | None = None
         try:
             runner.__enter__()
@@ -260,9 +263,8 @@ class Flow(Generic[P, R]):
             final = state
         finally:
             _context.current_runner_var.reset(token)
-            _logging.current_flow_run_var.reset(run_token)
-            if final is not None:
-                _logging.flow_finished(flow_run, final)
+            if final is not None and (_logging.flow_lines or final.type is not StateType.COMPLETED):
+                _logging.flow_finished(runner, final)
         return state if return_state else state.result()
 
     def __repr__(self) -> str:

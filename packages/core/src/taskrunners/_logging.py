@@ -77,6 +77,8 @@ log_prints_var: ContextVar[bool | None] = ContextVar("taskrunners_log_prints", d
 per_run = False
 #: Whether flow runs' INFO lines are wanted (read when each flow run starts).
 flow_lines = False
+#: `TASKRUNNERS_LOGGING_LOG_PRINTS`, as read when the first flow run started.
+log_prints_default = False
 
 _HOST = socket.gethostname()
 
@@ -121,7 +123,29 @@ class FlowRunInfo:
 _flow_numbers = itertools.count(1)
 
 
-current_flow_run_var: ContextVar[FlowRunInfo | None] = ContextVar("taskrunners_flow_run", default=None)
+_flow_run_lock = threading.Lock()
+
+
+def flow_run_of(runner: Any) -> FlowRunInfo | None:
+    """The `FlowRunInfo` of the flow run that `runner` serves (made on first use:
+    a flow run nobody logs from costs no object), or `None` for a runner of no flow
+    (used directly, or on a worker)."""
+    info: FlowRunInfo | None = runner._flow_run
+    if info is None and runner._flow is not None:
+        with _flow_run_lock:
+            info = runner._flow_run
+            if info is None:
+                info = runner._flow_run = FlowRunInfo(runner._flow.name, runner._log_prints)
+    return info
+
+
+def current_flow_run() -> FlowRunInfo | None:
+    """The flow run whose runner is current here: in the flow's code and its task runs
+    in this process; `None` elsewhere (on a worker, outside any flow)."""
+    runner = _context.current_runner_var.get()
+    return None if runner is None else flow_run_of(runner)
+
+
 
 
 def worker_label() -> str:
@@ -178,7 +202,7 @@ def get_run_logger() -> RunLogger:
         NoActiveFlowError: No task run or flow run is running here.
     """
     task_run = _context.current_task_run_var.get()
-    flow_run = current_flow_run_var.get()
+    flow_run = current_flow_run()
     if task_run is not None:
         return RunLogger(task_logger, _extra(flow_run, task_run))
     if flow_run is not None:
@@ -260,7 +284,7 @@ def _capturing(name: str) -> logging.Logger:
 
 def engine_record(logger: logging.Logger, level: int, msg: str, info: TaskRunInfo | None, **extra: Any) -> None:
     """An engine line about a task run, kept in the capture or logged here."""
-    fields = _extra(current_flow_run_var.get(), info)
+    fields = _extra(current_flow_run(), info)
     fields.update(extra)
     if capture_var.get() is not None:
         _capturing(logger.name).log(level, msg, extra=fields)
@@ -293,7 +317,8 @@ def task_run_final(run: PreparedRun, state: State[Any], previous: State[Any] | N
     from ._states import StateType
 
     info = run.spec.info
-    flow_run = getattr(run.future.owner, "_flow_run", None)
+    owner = run.future.owner
+    flow_run = None if owner is None else flow_run_of(owner)
     kind = state.type
     if kind is StateType.COMPLETED:
         if per_run:
@@ -320,7 +345,8 @@ def task_run_final(run: PreparedRun, state: State[Any], previous: State[Any] | N
 def task_run_running(run: PreparedRun, state: State[Any]) -> None:
     """Log the start of an attempt, in the flow's process (in-process runners)."""
     if state.attempt == 1:
-        _task_line(logging.DEBUG, "Started", run.spec.info, getattr(run.future.owner, "_flow_run", None))
+        owner = run.future.owner
+        _task_line(logging.DEBUG, "Started", run.spec.info, None if owner is None else flow_run_of(owner))
 
 
 def _task_line(
@@ -356,8 +382,9 @@ def retrying(info: TaskRunInfo, exc: BaseException, attempt: int, retries: int, 
     )
 
 
-def flow_started(flow_run: FlowRunInfo, runner: Any) -> None:
-    if flow_logger.isEnabledFor(logging.INFO):
+def flow_started(runner: Any) -> None:
+    flow_run = flow_run_of(runner)
+    if flow_run is not None and flow_logger.isEnabledFor(logging.INFO):
         flow_logger.info(
             "Beginning flow run %r for flow %r on %s",
             flow_run.name, flow_run.flow_name, type(runner).__name__,
@@ -365,9 +392,10 @@ def flow_started(flow_run: FlowRunInfo, runner: Any) -> None:
         )  # fmt: skip
 
 
-def flow_finished(flow_run: FlowRunInfo, state: State[Any]) -> None:
+def flow_finished(runner: Any, state: State[Any]) -> None:
+    flow_run = flow_run_of(runner)
     exc = state.exception
-    if exc is None and not flow_lines:
+    if flow_run is None or (exc is None and not flow_lines):
         return
     if exc is not None:
         if flow_logger.isEnabledFor(logging.ERROR):
@@ -393,10 +421,11 @@ _patch_lock = threading.Lock()
 def _print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:
     if file is None or file is sys.stdout:
         wanted = log_prints_var.get()
-        flow_run = current_flow_run_var.get()
+        runner = _context.current_runner_var.get()
+        flowing = runner is not None and runner._flow is not None
         if wanted is None:
-            wanted = flow_run is not None and flow_run.log_prints
-        if wanted and (flow_run is not None or _context.current_task_run_var.get() is not None):
+            wanted = flowing and runner._log_prints
+        if wanted and (flowing or _context.current_task_run_var.get() is not None):
             text = (" " if sep is None else sep).join(str(arg) for arg in args)
             get_run_logger().info(text, stacklevel=2)
             return
@@ -503,8 +532,8 @@ def configure() -> None:
 
 
 def _reconfigure() -> None:
-    global _handler, _level_set, per_run, flow_lines, _seen_bare, _seen_level
-    level = _settings()[0]
+    global _handler, _level_set, per_run, flow_lines, _seen_bare, _seen_level, log_prints_default
+    level, log_prints_default = _settings()
     if root_logger.level in (logging.NOTSET, _level_set) and level is not None:
         root_logger.setLevel(level)
         _level_set = level

@@ -88,7 +88,10 @@ class TaskRunner(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     known_conformance_failures: ClassVar[Mapping[str, str]] = {}
     __started = False
-    #: The flow run this runner serves (set by the flow; names records delivered here).
+    #: The flow whose run this runner serves, whether that run has `log_prints` on,
+    #: and its `FlowRunInfo`, made on first use (set by the flow; never by a runner).
+    _flow: Any = None
+    _log_prints = False
     _flow_run: Any = None
 
     # -- to implement -----------------------------------------------------------------

@@ -206,7 +206,7 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         runner = _context.require_runner(self.name, "submit")
         parameters = self._bind(args, kwargs)
-        task = self if self.log_prints is not None else _inherit_prints(self, runner)
+        task = self._printing() if self.log_prints is None and runner._log_prints else self
         previous = _context.track_prepared()
         try:
             return runner.submit(task, parameters, wait_for)
@@ -237,7 +237,7 @@ class Task(Generic[P, R]):
         runner = _context.require_runner(self.name, "map")
         wait_list = None if wait_for is None else as_wait_list(wait_for)
         parameter_sets = self._expand(self._bind(args, kwargs))
-        task = self if self.log_prints is not None else _inherit_prints(self, runner)
+        task = self._printing() if self.log_prints is None and runner._log_prints else self
         previous = _context.track_prepared()
         try:
             return runner.map(task, parameter_sets, wait_list)
@@ -448,15 +448,6 @@ def _pickled_by_value(module_name: str) -> bool:
     if registry is None:  # a cloudpickle without that set: ask the public (slower) way
         return module_name in cloudpickle.list_registry_pickle_by_value()
     return module_name in registry
-
-
-def _inherit_prints(task: Task[Any, Any], runner: Any) -> Task[Any, Any]:
-    """`task`, or its printing variant where the runner's flow run has `log_prints` on
-    (the run may execute where the flow's setting cannot be seen)."""
-    flow_run = runner._flow_run
-    if flow_run is None or not flow_run.log_prints:
-        return task
-    return task._printing()
 
 
 def _printing_of(task: Task[Any, Any]) -> Task[Any, Any]:

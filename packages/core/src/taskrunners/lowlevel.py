@@ -75,7 +75,7 @@ def current_runner() -> TaskRunner | None:
 def current_flow_run() -> FlowRunInfo | None:
     """The `FlowRunInfo` of the flow run whose code (or task runs) runs here, or `None`
     (on a worker in another process there is none)."""
-    return _logging.current_flow_run_var.get()
+    return _logging.current_flow_run()
 
 
 def current_task_run() -> TaskRunInfo | None:
