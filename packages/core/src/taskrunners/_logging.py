@@ -424,7 +424,7 @@ def _print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any 
         runner = _context.current_runner_var.get()
         flowing = runner is not None and runner._flow is not None
         if wanted is None:
-            wanted = flowing and runner._log_prints
+            wanted = runner is not None and flowing and runner._log_prints
         if wanted and (flowing or _context.current_task_run_var.get() is not None):
             text = (" " if sep is None else sep).join(str(arg) for arg in args)
             get_run_logger().info(text, stacklevel=2)
