@@ -167,7 +167,7 @@ class Flow(Generic[P, R]):
                 log_prints = _logging.log_prints_default
         if log_prints:
             _logging.enable_print_capture()
-            runner._log_prints = True
+        runner._log_prints = log_prints  # on the instance: read at each submit
         runner._flow = self
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
