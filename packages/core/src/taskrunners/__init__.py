@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
-from ._logging import FlowRunInfo, RunLogger, get_run_logger
+from ._logging import FlowRunInfo, get_run_logger
 from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tasks import Task, task
@@ -56,7 +56,6 @@ __all__ = [
     "TaskRunInfo",
     # seeing what ran
     "get_run_logger",
-    "RunLogger",
     "FlowRunInfo",
     "RemoteTraceback",
     # for runner plugins (the rest of their API is in taskrunners.lowlevel)

@@ -285,7 +285,7 @@ class RunSpec:
         runner: TaskRunner | None,
         log_sink: Callable[[tuple[dict[str, Any], ...]], object] | None = None,
     ) -> State[Any]:
-        records: list[dict[str, Any]] = [] if log_sink is None else _logging.Streaming(log_sink)
+        records: list[dict[str, Any]] = [] if log_sink is None else _logging.streaming(log_sink)
         token = _logging.capture_var.set(records)
         try:
             state = self._execute(upstream_states, on_running, runner)

@@ -15,7 +15,6 @@ Two things happen to the exception of a failed run:
 
 from __future__ import annotations
 
-import traceback
 from types import TracebackType
 from typing import Any
 
@@ -84,6 +83,8 @@ def attach_text(exc: BaseException) -> None:
     state = getattr(exc, "__dict__", None)
     if state is None or _KEY in state:
         return
+    import traceback
+
     try:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except Exception:  # pragma: no cover - formatting must never break a run
@@ -108,6 +109,8 @@ def restore(exc: BaseException, here: bool = False) -> None:
 
 def format_exception(exc: BaseException) -> str:
     """The traceback text for a log record: the remote text if the exception has one."""
+    import traceback
+
     if isinstance(exc.__cause__, RemoteTraceback) and exc.__traceback__ is None:
         return exc.__cause__.text.rstrip()
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
