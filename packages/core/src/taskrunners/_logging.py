@@ -241,9 +241,11 @@ _IMPL: list[ModuleType] = []
 def impl() -> Any:
     """The `_runlog` module (imports `logging` the first time)."""
     if not _IMPL:
+        global configure
         from . import _runlog
 
         _IMPL.append(_runlog)
+        configure = _runlog.configure  # from now on, flows call it directly
     return _IMPL[0]
 
 
