@@ -315,10 +315,11 @@ class RunSpec:
     def inputs(self, upstream_states: Sequence[State[Any]]) -> dict[str, Any] | State[Any]:
         """The arguments with upstream values in place, or the final (FAILED) state of a
         run that cannot start because a required upstream run did not complete."""
-        for index in self.required:
-            state = upstream_states[index]
-            if state.type is not _COMPLETED:
-                return self._upstream_failed(index, state)
+        if self.required:
+            for index in self.required:
+                state = upstream_states[index]
+                if state.type is not _COMPLETED:
+                    return self._upstream_failed(index, state)
         parameters = self.parameters
         if self.slotted:
             values = [state.result(raise_on_failure=False) for state in upstream_states]
@@ -479,10 +480,10 @@ class PreparedRun:
         exception's `__cause__` (a `RemoteTraceback`); the engine logs the run's end.
         """
         kind = state.type
-        if kind is _COMPLETED:
-            if state.logs or _logging.per_run:
+        if kind is _RUNNING:
+            if _logging.per_run:
                 self._note(state)
-        elif kind is not _RUNNING or _logging.per_run:
+        elif kind is not _COMPLETED or state.logs or _logging.per_run:
             self._note(state)
         try:
             self.future.set_state(state)
@@ -534,7 +535,7 @@ class PreparedRun:
         For runners that run tasks in this process, once `when_ready` has fired.
         """
         try:
-            state = self.spec.execute(self.upstream_states(), self.set_state)
+            state = self.spec.execute(self.upstream_states() if self.upstream else (), self.set_state)
         except BaseException as exc:  # a fault outside the task's code: never leave it open
             state = self.spec.crashed(f"the engine failed: {type(exc).__name__}: {exc}", exc)
         self.set_state(state)

@@ -12,7 +12,7 @@ from . import _context, _logging, _tracebacks
 from ._errors import DefinitionError, UpstreamFailedError
 from ._futures import Future
 from ._runner import TaskRunner
-from ._states import State, StateType
+from ._states import State, StateType, fast_state
 from ._tasks import P, check_reserved
 from ._walk import Extractor, fill
 
@@ -195,8 +195,9 @@ class Flow(Generic[P, R]):
         state: State[Any]
         call_args: tuple[Any, ...] = args
         call_kwargs: dict[str, Any] = kwargs
-        inputs = _Inputs(self.name, args, kwargs, wait_for)
-        if inputs.futures:
+        # A flow called without arguments has no futures to wait for: skip the walk.
+        inputs = _Inputs(self.name, args, kwargs, wait_for) if args or kwargs or wait_for is not None else None
+        if inputs is not None and inputs.futures:
             for future in inputs.futures:
                 future.wait()
             try:
@@ -213,7 +214,7 @@ class Flow(Generic[P, R]):
         try:
             with runner:
                 try:
-                    state = State(StateType.COMPLETED, data=_results(self.fn(*call_args, **call_kwargs)))
+                    state = fast_state(StateType.COMPLETED, _results(self.fn(*call_args, **call_kwargs)), 0, None)
                 except Exception as exc:
                     state = State(StateType.FAILED, exception=_tracebacks.trimmed(exc))
             final = state
