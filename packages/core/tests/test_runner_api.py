@@ -294,9 +294,10 @@ def test_state_fields_round_trip_and_pickle_as_fields() -> None:
     state = State(StateType.FAILED, exception=error, name="Oops", message="m", attempt=2, started=1.0)
     fields = state.fields()
     assert isinstance(fields, StateFields)
-    assert fields == (StateType.FAILED, "Oops", "m", state.timestamp, 2, 1.0, None, error)
+    assert fields == (StateType.FAILED, "Oops", "m", state.timestamp, 2, 1.0, None, error, ())
     again = State.from_fields((fields.type.value, *fields[1:]))
     assert again.fields() == fields
+    assert State.from_fields(fields[:8]).fields() == fields  # the eight-value form: no logs
     copy = pickle.loads(pickle.dumps(State(StateType.COMPLETED, data=[1, 2], attempt=1)))
     assert copy.result() == [1, 2] and copy.attempt == 1
 

@@ -113,7 +113,7 @@ def test_default_runner_starts_a_local_cluster_on_loopback_and_closes_it(
         seen["dashboard"] = runner.client.dashboard_link
         return [r for r in t.add.map([1, 2, 3], 1).result()]
 
-    with caplog.at_level(logging.INFO, logger="taskrunners.dask"):
+    with caplog.at_level(logging.INFO, logger="taskrunners"):
         assert run(DaskTaskRunner(), body) == [2, 3, 4]
     cluster = seen["cluster"]
     assert isinstance(cluster, distributed.LocalCluster)

@@ -38,10 +38,12 @@ from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
 from ._interrupts import Terminated
 from ._quote import opaque, quote
 from ._retries import exponential_backoff
+from ._logging import get_run_logger
 from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tags import tags
 from ._tasks import Task, task
+from ._tracebacks import RemoteTraceback
 from ._walk import allow_failure, unmapped
 
 __version__ = "0.1.0"
@@ -68,6 +70,8 @@ __all__ = [
     "states",
     "TaskRunInfo",
     "FlowRunInfo",
+    "get_run_logger",
+    "RemoteTraceback",
     # for runner plugins (the rest of their API is in taskrunners.lowlevel)
     "TaskRunner",
     "Capability",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _context
+from . import _context, _logging, _tracebacks
 from ._errors import (
     NotSerializableError,
     TaskRunCancelled,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["PreparedRun", "RunSpec", "TaskRunInfo", "close_thread_event_loop"]
 
 _COMPLETED = StateType.COMPLETED
+_current_runner = _context.current_runner_var.get
 _RUNNING = StateType.RUNNING
 _run_numbers = itertools.count(1)
 
@@ -255,6 +256,7 @@ class RunSpec:
         upstream_states: Sequence[State[Any]] = (),
         on_running: Callable[[State[Any]], object] | None = None,
         runner: TaskRunner | None = None,
+        log_sink: Callable[[tuple[dict[str, Any], ...]], object] | None = None,
     ) -> State[Any]:
         """Run the task once its upstream runs are final, and return its final state.
 
@@ -268,7 +270,55 @@ class RunSpec:
                 the task. A runner that executes the spec in another process passes one
                 that works there (say, one attached to the same cluster); in this
                 process the runner of the submitting flow is already current.
+            log_sink: For a runner with a channel to the flow's process: called with
+                the run's log records (a tuple of dicts of builtins) as they are
+                made, instead of keeping them in the state, so that a worker that
+                dies mid-run has sent what its run logged. The flow's process hands
+                them to `PreparedRun.deliver_logs`, in the order they came.
+
+        Where no flow run is current (a worker process, a Dask or Ray worker), the
+        run's log records are kept and returned in the final state's `logs` (or
+        given to `log_sink`), and a failure's traceback travels as text with its
+        exception: return the state to the flow's process whole (`State.fields()`
+        or its pickle), where `PreparedRun.set_state` delivers both.
         """
+        here = _current_runner()
+        if here is None or here._flow is None:  # no flow run here: keep the records
+            return self._execute_away(upstream_states, on_running, runner, log_sink)
+        inputs = self.inputs(upstream_states)
+        if isinstance(inputs, State):
+            return inputs
+        if runner is None:
+            return run_attempts(self.task, self.info, inputs, on_running)
+        token = _context.current_runner_var.set(runner)
+        try:
+            return run_attempts(self.task, self.info, inputs, on_running)
+        finally:
+            _context.current_runner_var.reset(token)
+
+    def _execute_away(
+        self,
+        upstream_states: Sequence[State[Any]],
+        on_running: Callable[[State[Any]], object] | None,
+        runner: TaskRunner | None,
+        log_sink: Callable[[tuple[dict[str, Any], ...]], object] | None = None,
+    ) -> State[Any]:
+        records: list[dict[str, Any]] = [] if log_sink is None else _logging.streaming(log_sink)
+        token = _logging.capture_var.set(records)
+        try:
+            state = self._execute(upstream_states, on_running, runner)
+        finally:
+            _logging.capture_var.reset(token)
+        if records and log_sink is None:
+            state.logs = tuple(records)
+        return state
+
+    def _execute(
+        self,
+        upstream_states: Sequence[State[Any]],
+        on_running: Callable[[State[Any]], object] | None,
+        runner: TaskRunner | None,
+    ) -> State[Any]:
         inputs = self.inputs(upstream_states)
         if isinstance(inputs, State):
             return inputs
@@ -283,10 +333,11 @@ class RunSpec:
     def inputs(self, upstream_states: Sequence[State[Any]]) -> dict[str, Any] | State[Any]:
         """The arguments with upstream values in place, or the final (FAILED) state of a
         run that cannot start because a required upstream run did not complete."""
-        for index in self.required:
-            state = upstream_states[index]
-            if state.type is not _COMPLETED:
-                return self._upstream_failed(index, state)
+        if self.required:
+            for index in self.required:
+                state = upstream_states[index]
+                if state.type is not _COMPLETED:
+                    return self._upstream_failed(index, state)
         parameters = self.parameters
         if self.slotted:
             values = [state.result(raise_on_failure=False) for state in upstream_states]
@@ -503,14 +554,23 @@ class PreparedRun:
     def set_state(self, state: State[Any]) -> bool:
         """Move the future to `state` unless the run is final already; returns whether it moved.
 
-        Before a final state reaches the future, the task's hooks for it
+        A final state's `logs` (records made on a worker elsewhere) are handed to this
+        process's loggers first, and a failure's traceback text becomes its
+        exception's `__cause__` (a `RemoteTraceback`); the engine logs the run's end.
+        Then, before the final state reaches the future, the task's hooks for it
         (`on_completion`, `on_failure`, `on_crashed`) run here, in the flow's process.
         """
+        kind = state.type
         hooks = self.spec.task._final_hooks
-        if hooks and state.type in _FINAL:
-            if self.future.done():
-                return False
-            fire = hooks.get(state.type)
+        if hooks and kind in _FINAL and self.future.done():
+            return False
+        if kind is _RUNNING:
+            if _logging.per_run:
+                self._note(state)
+        elif kind is not _COMPLETED or state.logs or _logging.per_run:
+            self._note(state)
+        if hooks and kind in _FINAL:
+            fire = hooks.get(kind)
             if fire:
                 run_hooks(fire, self.spec.task, self.spec.info, state)
         try:
@@ -520,6 +580,26 @@ class PreparedRun:
                 raise
             return False
         return True
+
+    def _note(self, state: State[Any]) -> None:
+        """Deliver the state's records and log its lines (see `set_state`)."""
+        if state.type is _RUNNING:
+            _logging.task_run_running(self, state)
+            return
+        previous = self.future._state
+        if state.logs:
+            _logging.deliver(state.logs, _flow_run_of(self.future.owner))
+            state.logs = ()
+        exc = state.exception
+        if exc is not None:
+            _tracebacks.restore(exc)
+        if previous is None or previous.type is _RUNNING:
+            _logging.task_run_final(self, state, previous)
+
+    def deliver_logs(self, records: tuple[dict[str, Any], ...]) -> None:
+        """Hand log records that the run's worker streamed (`RunSpec.execute`'s
+        `log_sink`) to this process's loggers, named after the flow run."""
+        _logging.deliver(records, _flow_run_of(self.future.owner))
 
     def crash(self, reason: str, cause: BaseException | None = None) -> bool:
         """End the run CRASHED (`spec.crashed(reason, cause)`) unless it is final already."""
@@ -546,13 +626,17 @@ class PreparedRun:
         if self.future._state is not None and self.future.done():
             return
         try:
-            state = self.spec.execute(self.upstream_states(), self.set_state)
+            state = self.spec.execute(self.upstream_states() if self.upstream else (), self.set_state)
         except BaseException as exc:  # noqa: BLE001 - a fault outside the task's code: never leave it open
             state = self.spec.crashed(f"the engine failed: {type(exc).__name__}: {exc}", exc)
         self.set_state(state)
 
     def __repr__(self) -> str:
         return f"<PreparedRun {self.info.name!r}>"
+
+
+def _flow_run_of(owner: TaskRunner | None) -> Any:
+    return None if owner is None else _logging.flow_run_of(owner)
 
 
 def run_attempts(
@@ -563,6 +647,11 @@ def run_attempts(
 ) -> State[Any]:
     """Call the task with `parameters`, retrying as it asks; return the final state."""
     token = _context.current_task_run_var.set(info)
+    prints = None
+    if task.log_prints is not None:
+        prints = _logging.log_prints_var.set(task.log_prints)
+        if task.log_prints:
+            _logging.enable_print_capture()
     try:
         started = time.time()
         where = here()
@@ -585,6 +674,7 @@ def run_attempts(
                     on_running = None
                     outcome.where = where
                     return outcome
+                _logging.retrying(info, exc, attempt, task.retries, outcome)
                 with _context.blocking():
                     time.sleep(outcome)
                 continue
@@ -599,6 +689,8 @@ def run_attempts(
                     return returned
             return fast_state(_COMPLETED, value, attempt, started, where)
     finally:
+        if prints is not None:
+            _logging.log_prints_var.reset(prints)
         _context.current_task_run_var.reset(token)
 
 
@@ -609,6 +701,11 @@ async def run_attempts_async(
     import asyncio
 
     token = _context.current_task_run_var.set(info)
+    prints = None
+    if task.log_prints is not None:
+        prints = _logging.log_prints_var.set(task.log_prints)
+        if task.log_prints:
+            _logging.enable_print_capture()
     try:
         started = time.time()
         where = here()
@@ -624,6 +721,7 @@ async def run_attempts_async(
                 if isinstance(outcome, State):
                     outcome.where = where
                     return outcome
+                _logging.retrying(info, exc, attempt, task.retries, outcome)
                 await asyncio.sleep(outcome)
                 continue
             except BaseException as exc:  # noqa: BLE001 - an interrupt inside the task crashes the run
@@ -637,6 +735,8 @@ async def run_attempts_async(
                     return returned
             return State(_COMPLETED, data=value, attempt=attempt, started=started, where=where)
     finally:
+        if prints is not None:
+            _logging.log_prints_var.reset(prints)
         _context.current_task_run_var.reset(token)
 
 
@@ -654,6 +754,9 @@ def _after_failure(
         condition = task.retry_condition_fn
         if condition is None or _retry_allowed(condition, task, info, failed):
             return task._retry_delay(attempt)
+    _tracebacks.trimmed(exc)
+    if _logging.capture_var.get() is not None:  # away from the flow's process
+        _tracebacks.attach_text(exc)
     return failed
 
 

@@ -25,9 +25,11 @@ class FlowRunInfo:
         tags: The tags of the `tags(...)` blocks open at the call.
         created: When the flow was called (seconds since the epoch).
         attempt: How many attempts have started (flow `retries` adds attempts).
+        log_prints: Whether `print` in the flow, and in its tasks that do not set
+            their own, goes to the run logger.
     """
 
-    __slots__ = ("_id", "attempt", "created", "flow_name", "name", "number", "parameters", "tags")
+    __slots__ = ("_id", "attempt", "created", "flow_name", "log_prints", "name", "number", "parameters", "tags")
 
     def __init__(self, flow_name: str, parameters: dict[str, Any], tags: frozenset[str]) -> None:
         self.number: int = next(_flow_run_numbers)
@@ -37,6 +39,7 @@ class FlowRunInfo:
         self.tags: frozenset[str] = tags
         self.created: float = time.time()
         self.attempt: int = 0
+        self.log_prints: bool = False
         self._id: Any = None
 
     @property

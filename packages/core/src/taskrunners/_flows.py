@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, Union, overload
 
-from . import _context
+from . import _context, _logging, _tracebacks
 from ._errors import DefinitionError, FlowTimeoutError, TaskRunCrashed, UpstreamFailedError
 from ._flowrun import FlowRunInfo, await_with_timeout, call_with_timeout
 from ._futures import Future
@@ -19,7 +19,7 @@ from ._prefect_options import refuse
 from ._record import Recording
 from ._returned import MARKERS, returned_state
 from ._runner import TaskRunner
-from ._states import State, StateType
+from ._states import State, StateType, fast_state
 from ._tags import current_tags
 from ._tasks import P, _check_delays, _check_retries, _check_timeout, check_reserved
 from ._walk import Extractor, fill
@@ -143,6 +143,9 @@ class Flow(Generic[P, R]):
         version: A version label, or `None`.
         progress: Whether its runs show a live progress bar (`None`: at an
             interactive terminal, unless `TASKRUNNERS_PROGRESS` says otherwise).
+        log_prints: Whether `print` in the flow and its tasks goes to the run logger;
+            `None` takes the enclosing flow's setting, else
+            `TASKRUNNERS_LOGGING_LOG_PRINTS`.
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class Flow(Generic[P, R]):
         description: str | None = None,
         version: str | None = None,
         progress: bool | None = None,
+        log_prints: bool | None = None,
     ) -> None:
         method: str | None = None
         if isinstance(fn, (classmethod, staticmethod)):
@@ -203,6 +207,9 @@ class Flow(Generic[P, R]):
         self.description: str | None = description if description is not None else inspect.getdoc(fn)
         self.version = version
         self.progress: bool | None = progress
+        if log_prints is not None and not isinstance(log_prints, bool):
+            raise DefinitionError(f"flow {self.name!r}: log_prints must be True, False or None, got {log_prints!r}")
+        self.log_prints: bool | None = log_prints
         self._method = method
         self._bound: Any = _UNBOUND
         self.is_async: bool = inspect.iscoroutinefunction(fn)
@@ -290,6 +297,26 @@ class Flow(Generic[P, R]):
 
     # -- running ----------------------------------------------------------------------
 
+    def _begin(self, runner: TaskRunner, info: FlowRunInfo | None) -> None:
+        """Tie `runner` to this flow's run, set up logging and `log_prints` (before the
+        runner becomes current: the enclosing flow's setting is read here). A run that
+        already has its `FlowRunInfo` (hooks or a run name) logs under it."""
+        _logging.configure()
+        log_prints = self.log_prints
+        if log_prints is None:
+            parent = _context.current_runner_var.get()
+            if parent is not None and parent._flow is not None:
+                log_prints = parent._log_prints
+            else:
+                log_prints = _logging.log_prints_default
+        if log_prints:
+            _logging.enable_print_capture()
+        runner._log_prints = log_prints  # on the instance: read at each submit
+        runner._flow = self
+        if info is not None:
+            info.log_prints = bool(log_prints)
+            runner._flow_run = info
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the flow and return its value (a coroutine to await for an async flow).
 
@@ -324,8 +351,13 @@ class Flow(Generic[P, R]):
         state: State[Any]
         call_args: tuple[Any, ...] = args
         call_kwargs: dict[str, Any] = kwargs
-        inputs = _Inputs(self.name, args, kwargs, wait_for, self._method is not None)
-        if inputs.futures:
+        # A flow called without arguments has no futures to wait for: skip the walk.
+        inputs = (
+            _Inputs(self.name, args, kwargs, wait_for, self._method is not None)
+            if args or kwargs or wait_for is not None
+            else None
+        )
+        if inputs is not None and inputs.futures:
             for future in inputs.futures:
                 future.wait()
             try:
@@ -339,8 +371,12 @@ class Flow(Generic[P, R]):
             else None
         )
         runner = resolve_runner(self.task_runner)
+        self._begin(runner, info)
         watch = Recording.begin(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
+        if _logging.flow_lines:
+            _logging.flow_started(runner)
+        final: State[Any] | None = None
         sigterm = SigtermGuard()  # SIGTERM unwinds like Ctrl-C while the flow runs
         try:
             with runner:
@@ -352,11 +388,12 @@ class Flow(Generic[P, R]):
                             state = _final_state(value)
                             plain = value if _only_states(value) else _UNBOUND
                         else:
-                            state, plain = State(StateType.COMPLETED, data=_results(value)), _UNBOUND
+                            state, plain = fast_state(StateType.COMPLETED, _results(value), 0, None), _UNBOUND
                     except Exception as exc:  # noqa: BLE001 - any failure of the flow's code is its result
                         state, plain = _failed(exc, 1), _UNBOUND
                 else:
                     state, plain = self._attempts(call_args, call_kwargs, info)
+            final = state
         except BaseException as exc:
             self._crashed(info, exc)
             raise
@@ -364,6 +401,8 @@ class Flow(Generic[P, R]):
             sigterm.restore()
             _context.current_runner_var.reset(token)
             watch.close()
+            if final is not None and (_logging.flow_lines or final.type is not StateType.COMPLETED):
+                _logging.flow_finished(runner, final)
         if info is not None:
             self._final_hooks(info, state)
         if return_state or plain is _UNBOUND:
@@ -457,8 +496,12 @@ class Flow(Generic[P, R]):
                 return state if return_state else state.result()
         info = self._flow_run(args, kwargs) if self.flow_run_name is not None or any(self._hook_lists) else None
         runner = resolve_runner(self.task_runner)
+        self._begin(runner, info)
         watch = Recording.begin(self.name, runner, self.progress)
         token = _context.current_runner_var.set(runner)
+        if _logging.flow_lines:
+            _logging.flow_started(runner)
+        final: State[Any] | None = None
         sigterm = SigtermGuard()
         try:
             runner.__enter__()
@@ -491,10 +534,13 @@ class Flow(Generic[P, R]):
                 self._crashed(info, exc)
                 raise
             runner.__exit__(None, None, None)
+            final = state
         finally:
             sigterm.restore()
             _context.current_runner_var.reset(token)
             watch.close()
+            if final is not None and (_logging.flow_lines or final.type is not StateType.COMPLETED):
+                _logging.flow_finished(runner, final)
         if info is not None:
             self._final_hooks(info, state)
         if return_state or plain is _UNBOUND:
@@ -521,12 +567,14 @@ _FLOW_OPTIONS = (
     "description",
     "version",
     "progress",
+    "log_prints",
 )
 _FLOW_HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
 _UNBOUND: Any = object()
 
 
 def _failed(exc: Exception, attempt: int) -> State[Any]:
+    _tracebacks.trimmed(exc)
     name = "TimedOut" if isinstance(exc, FlowTimeoutError) else None
     return State(StateType.FAILED, exception=exc, name=name, attempt=attempt)
 
@@ -666,6 +714,7 @@ def flow(
     description: str | None = None,
     version: str | None = None,
     progress: bool | None = None,
+    log_prints: bool | None = None,
     **prefect_options: Any,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
@@ -688,6 +737,7 @@ def flow(
     description: str | None = None,
     version: str | None = None,
     progress: bool | None = None,
+    log_prints: bool | None = None,
     **prefect_options: Any,
 ) -> Any:
     """Make a function a flow: `@flow` or `@flow(name=..., task_runner=...)`.
@@ -718,6 +768,10 @@ def flow(
             interactive terminal once the flow has run half a second, unless the
             environment variable `TASKRUNNERS_PROGRESS` is `0` (or `1`: always). Needs
             the extra `taskrunners-core[progress]` (rich); without it, nothing is shown.
+        log_prints: Send `print` in the flow, and in its tasks that do not set their
+            own, to the run logger (`get_run_logger()`). `None` takes the enclosing
+            flow's setting, else the environment variable
+            `TASKRUNNERS_LOGGING_LOG_PRINTS` (false when unset).
         **prefect_options: Refused: Prefect's other options.
 
     Raises:
@@ -743,6 +797,7 @@ def flow(
         "description": description,
         "version": version,
         "progress": progress,
+        "log_prints": log_prints,
     }
     if fn is not None:
         return Flow(fn, **options)

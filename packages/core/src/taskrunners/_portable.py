@@ -27,6 +27,7 @@ import traceback
 from typing import Any
 
 from ._errors import NotSerializableError, RemoteError
+from ._tracebacks import RemoteTraceback
 
 __all__ = ["RemoteTraceback", "argument_error", "portable", "return_error", "stand_in"]
 
@@ -44,19 +45,6 @@ _HINT_RETURN = (
     "Return something that pickles (plain data), keep the object inside the task, or run "
     "this flow on threads (ThreadPoolTaskRunner), which pickles nothing."
 )
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in another process, as text: set as the
-    `__cause__` of the exception (or stand-in) that reaches the flow, so that a printed
-    traceback shows where it was raised."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text.rstrip()}\n"""'
 
 
 # -- exceptions ---------------------------------------------------------------------------

@@ -13,7 +13,6 @@ GUIDE = "docs/migrating-from-prefect.md"
 _CACHING = ("results, caching and persistence need a result store", "results-caching-and-persistence")
 _SERVER = ("it only affects Prefect's server and UI", "options-that-need-a-server")
 _TRANSACTIONS = ("there are no transactions", "options-that-need-a-server")
-_LOGGING = ("taskrunners has no run logger yet", "logging")
 _VALIDATION = ("parameters are passed as given", "parameters-are-not-validated")
 
 _TASK: dict[str, tuple[str, str]] = {
@@ -35,7 +34,6 @@ _TASK: dict[str, tuple[str, str]] = {
     "on_rollback": _TRANSACTIONS,
     "viz_return_value": _SERVER,
     "asset_deps": _SERVER,
-    "log_prints": _LOGGING,
 }
 
 _FLOW: dict[str, tuple[str, str]] = {
@@ -43,7 +41,6 @@ _FLOW: dict[str, tuple[str, str]] = {
         ("persist_result", "result_storage", "result_serializer", "cache_result_in_memory"), _CACHING
     ),
     "validate_parameters": _VALIDATION,
-    "log_prints": _LOGGING,
 }
 
 

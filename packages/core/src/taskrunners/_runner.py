@@ -97,6 +97,11 @@ class TaskRunner(abc.ABC):
     __grace: float | None = None
     __interruption: str | None = None
     __recording: Recording | None = None
+    #: The flow whose run this runner serves, whether that run has `log_prints` on,
+    #: and its `FlowRunInfo`, made on first use (set by the flow; never by a runner).
+    _flow: Any = None
+    _log_prints = False
+    _flow_run: Any = None
 
     # -- to implement -----------------------------------------------------------------
 

@@ -70,9 +70,10 @@ class StateFields(NamedTuple):
     """Every field of a `State`, as plain values: what `State.fields()` returns and
     `State.from_fields()` takes.
 
-    It is also a state's wire form: a `State` pickles as these eight values (the
-    `StateType` as its string value), so a runner whose engine has its own serializer
-    can send states as tuples of builtins.
+    It is also the start of a state's wire form (`State.to_wire()`): these nine values
+    (the `StateType` as its string value), then where the run ran, so a runner whose
+    engine has its own serializer can send states as tuples of builtins. `logs` may be
+    left out (eight values), and so may `where`.
     """
 
     type: StateType
@@ -83,6 +84,7 @@ class StateFields(NamedTuple):
     started: float | None
     data: Any
     exception: BaseException | None
+    logs: tuple[dict[str, Any], ...] = ()
 
 
 class State(Generic[R]):
@@ -102,9 +104,12 @@ class State(Generic[R]):
         where: Where the run executed (a `RunLocation`: host, process, thread and
             what the runner adds), on the final state the engine made there; `None` for a
             run that never started, or a state made elsewhere.
+        logs: Log records the run made where it executed (a worker elsewhere), as
+            dicts of `logging.LogRecord` attributes, not yet delivered to the flow's
+            process; empty once delivered (see `get_run_logger`).
     """
 
-    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "where", "_data", "_exception")
+    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "_data", "_exception", "where", "logs")
 
     def __init__(
         self,
@@ -118,6 +123,7 @@ class State(Generic[R]):
         started: float | None = None,
         timestamp: float | None = None,
         where: RunLocation | None = None,
+        logs: tuple[dict[str, Any], ...] = (),
     ) -> None:
         self.type: StateType = type
         self.name: str = name or _TITLES[type]
@@ -128,6 +134,7 @@ class State(Generic[R]):
         self.where: RunLocation | None = where
         self._data = data
         self._exception = exception
+        self.logs: tuple[dict[str, Any], ...] = logs
 
     # -- predicates -------------------------------------------------------------------
 
@@ -218,6 +225,7 @@ class State(Generic[R]):
             self.started,
             self._data,
             self._exception,
+            self.logs,
         )
 
     @classmethod
@@ -231,12 +239,15 @@ class State(Generic[R]):
         Raises:
             ValueError: `type` names no `StateType`.
         """
-        if len(fields) > 8:  # `to_wire()` form: the state's `where` follows its fields
-            carried = fields[8]
-            fields = fields[:8]
+        if len(fields) > 9:  # `to_wire()` form: the state's `where` follows its fields
+            carried = fields[9]
             if where is None and carried is not None:
                 where = carried if type(carried) is RunLocation else RunLocation(*carried)
-        kind, name, message, timestamp, attempt, started, data, exception = fields
+        if len(fields) == 8:
+            kind, name, message, timestamp, attempt, started, data, exception = fields
+            logs: tuple[Any, ...] = ()
+        else:
+            kind, name, message, timestamp, attempt, started, data, exception, logs = fields[:9]
         if type(kind) is not StateType:
             kind = StateType(kind)
         state: State[Any] = object.__new__(State)
@@ -249,14 +260,16 @@ class State(Generic[R]):
         state.where = where
         state._data = data
         state._exception = exception
+        state.logs = logs
         return state
 
     def to_wire(self) -> tuple[Any, ...]:
         """The state as it travels: `fields()` with the type as its string value and
         the exception wrapped so that it always pickles, and unpickles to itself where
         it can be rebuilt, or to a `RemoteError` stand-in that keeps its type's name,
-        its message and its traceback as text. `State.from_fields` takes it back; a
-        `State` pickles as this tuple.
+        its message and its traceback as text; then `where` (a tuple of builtins, or
+        `None`) as a tenth item. `State.from_fields` takes it back; a `State` pickles as
+        this tuple.
 
         Raises:
             TaskRunnersError: A `DeferredState` whose value cannot be fetched.
@@ -313,9 +326,10 @@ class DeferredState(State[R]):
         started: As for `State` (the worker's figure replaces it once fetched).
         timestamp: As for `State`.
         where: As for `State` (the worker's figure replaces it once fetched).
+        logs: As for `State`.
     """
 
-    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "_on_fill", "handle")
+    __slots__ = ("__weakref__", "_fetch", "_fetch_lock", "_on_fill", "handle", "_logs_due")
 
     def __init__(
         self,
@@ -328,6 +342,7 @@ class DeferredState(State[R]):
         started: float | None = None,
         timestamp: float | None = None,
         where: RunLocation | None = None,
+        logs: tuple[dict[str, Any], ...] = (),
     ) -> None:
         super().__init__(
             StateType.COMPLETED,
@@ -337,11 +352,13 @@ class DeferredState(State[R]):
             started=started,
             timestamp=timestamp,
             where=where,
+            logs=logs,
         )
         self._fetch: Callable[[], State[R]] | None = fetch
         self._fetch_lock = threading.Lock()
         self._on_fill: Callable[[DeferredState[R]], object] | None = None  # the run report's
         self.handle: Any = handle
+        self._logs_due = not logs  # the full state's records, if any, are delivered on fill
 
     @property
     def loaded(self) -> bool:
@@ -373,7 +390,14 @@ class DeferredState(State[R]):
 
     def fill(self, full: State[R]) -> None:
         """Take the value (and `attempt`, `started`) from `full`, the run's whole final
-        state; for a runner that fetched many values at once."""
+        state; for a runner that fetched many values at once. Log records in `full`
+        that did not come with the deferred state are delivered to this process's
+        loggers now (late: when the value is read)."""
+        if self._logs_due and full.logs:
+            from ._logging import deliver
+
+            deliver(full.logs, None)
+        self._logs_due = False
         self._data = full._data
         self.attempt: int = full.attempt
         self.started: float | None = full.started
@@ -458,6 +482,7 @@ def fast_state(
     state.where = where
     state._data = data
     state._exception = None
+    state.logs = ()
     return state
 
 

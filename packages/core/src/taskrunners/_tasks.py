@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from . import _context, _progress, _wire
+from . import _context, _logging, _progress, _tracebacks, _wire
 from ._engine import (
     RunSpec,
     TaskRunInfo,
@@ -58,6 +58,7 @@ _OPTIONS = (
     "on_running",
     "description",
     "version",
+    "log_prints",
 )
 _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_running")
 _UNBOUND: Any = object()
@@ -103,6 +104,8 @@ class Task(Generic[P, R]):
         on_running_hooks: Likewise as each attempt starts (where the run executes).
         description: A description of the task (the docstring by default).
         version: A version label for the task, or `None`.
+        log_prints: Whether `print` in the task goes to the run logger; `None`
+            takes the setting of the flow (or task) that submits the run.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class Task(Generic[P, R]):
         on_running: Any = None,
         description: str | None = None,
         version: str | None = None,
+        log_prints: bool | None = None,
     ) -> None:
         method: str | None = None
         if isinstance(fn, (classmethod, staticmethod)):
@@ -162,6 +166,9 @@ class Task(Generic[P, R]):
         self._self_param = next(iter(signature.parameters), None) if method == "class" else None
         self._bound: Any = _UNBOUND
         self._origin: Task[Any, Any] = self
+        if log_prints is not None and not isinstance(log_prints, bool):
+            raise DefinitionError(f"task {self.name!r}: log_prints must be True, False or None, got {log_prints!r}")
+        self.log_prints: bool | None = log_prints
         self.is_async: bool = inspect.iscoroutinefunction(fn)
         self._signature = signature
         parameters = signature.parameters.values()
@@ -331,6 +338,11 @@ class Task(Generic[P, R]):
         if upstream:
             wait(upstream)
         state = spec.execute([future.peek() for future in upstream])
+        if state.logs:  # ran with no flow run current: its records were kept
+            _logging.deliver(state.logs, None)
+            state.logs = ()
+        if state.exception is not None:
+            _tracebacks.restore(state.exception, here=True)
         return self._after_run(spec.info, state) if self._final_hooks else state
 
     async def _call_async(self, parameters: dict[str, Any], wait_for: Any, return_state: bool) -> Any:
@@ -382,9 +394,10 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         runner = _context.require_runner(self.name, "submit")
         parameters = self._bind(args, kwargs)
+        task = self._printing() if self.log_prints is None and runner._log_prints else self
         previous = _context.track_prepared()
         try:
-            return runner.submit(self, parameters, wait_for)
+            return runner.submit(task, parameters, wait_for)
         except BaseException as exc:
             _crash_prepared(runner, exc)
             raise
@@ -419,9 +432,10 @@ class Task(Generic[P, R]):
         runner = _context.require_runner(self.name, "map")
         wait_list = None if wait_for is None else as_wait_list(wait_for)
         parameter_sets = self._expand(self._bind(args, kwargs))
+        task = self._printing() if self.log_prints is None and runner._log_prints else self
         previous = _context.track_prepared()
         try:
-            futures = runner.map(self, parameter_sets, wait_list)
+            futures = runner.map(task, parameter_sets, wait_list)
             if _progress._active:  # a progress display is shown: a row for this map
                 _progress.track_map(self.name, futures)
             return futures
@@ -432,6 +446,16 @@ class Task(Generic[P, R]):
             _context.stop_tracking(previous)
 
     # -- internals --------------------------------------------------------------------
+
+    def _printing(self) -> Task[P, R]:
+        """This task with `log_prints=True`, for runs that inherit it from their flow:
+        made once, and pickled as "this task, printing" (by reference when this one is)."""
+        variant: Task[P, R] | None = self.__dict__.get("_printing_variant")
+        if variant is None or variant._bound is not self._bound:  # a bound copy makes its own
+            variant = self.with_options(log_prints=True)
+            variant.__dict__["_printing_origin"] = self
+            self._printing_variant = variant
+        return variant
 
     def _prepare(
         self, parameters: dict[str, Any], wait_for: Any, info: TaskRunInfo
@@ -577,6 +601,9 @@ class Task(Generic[P, R]):
     # -- pickling and display ---------------------------------------------------------
 
     def __reduce__(self) -> Any:
+        origin = self.__dict__.get("_printing_origin")
+        if origin is not None:
+            return (_printing_of, (origin,))
         if self._origin is not self:  # bound: the task by reference, and what it is bound to
             return (_rebind, (self._origin, self._bound))
         module_name = getattr(self, "__module__", "") or ""
@@ -650,6 +677,10 @@ def _lookup_static(module_name: str, qualname: str) -> Any:
     return target
 
 
+def _printing_of(task: Task[Any, Any]) -> Task[Any, Any]:
+    return task._printing()
+
+
 def _rebuild_task(fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:
     return Task(fn, **options)
 
@@ -673,7 +704,7 @@ def _by_value(task: Task[Any, Any]) -> tuple[Any, ...]:
         return (_rebuild_task, (task.fn, options))
     entry = _BLOBS.get(task)
     if entry is None:
-        blob = cloudpickle.dumps((task.fn, options), protocol=5)
+        blob = _wire.by_value(cloudpickle, (task.fn, options), 5)
         entry = _BLOBS[task] = (blob, blob.count(b"__main__"))
     _wire.note_shipped_by_value(entry[1])
     return (_load_task, (entry[0],))
@@ -837,6 +868,7 @@ def task(
     on_running: Any = None,
     description: str | None = None,
     version: str | None = None,
+    log_prints: bool | None = None,
     **prefect_options: Any,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -859,6 +891,7 @@ def task(
     on_running: Any = None,
     description: str | None = None,
     version: str | None = None,
+    log_prints: bool | None = None,
     **prefect_options: Any,
 ) -> Any:
     """Make a function a task: `@task` or `@task(name=..., retries=..., ...)`.
@@ -886,6 +919,8 @@ def task(
         on_running: Hooks called as each attempt starts, where the run executes.
         description: A description (the docstring by default).
         version: A version label.
+        log_prints: Send `print` in the task to the run logger (`get_run_logger()`);
+            `None` takes the setting of the flow that runs it.
         **prefect_options: Refused: Prefect's other options.
 
     Raises:
@@ -910,6 +945,7 @@ def task(
         "on_running": on_running,
         "description": description,
         "version": version,
+        "log_prints": log_prints,
     }
     if fn is not None:
         return Task(fn, **options)

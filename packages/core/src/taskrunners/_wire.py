@@ -64,7 +64,7 @@ def dumps(obj: Any) -> bytes:
                 "notebook or a closure), and cloudpickle is not installed: pip install cloudpickle"
             ) from first
     try:
-        return bytes(cloudpickle.dumps(obj, _PROTOCOL))
+        return by_value(cloudpickle, obj, _PROTOCOL)
     except Exception as exc:
         raise NotSerializableError(f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
 
@@ -81,3 +81,51 @@ def _registry(cloudpickle: Any) -> bool:
     if registry is None:
         return bool(cloudpickle.list_registry_pickle_by_value())
     return bool(registry)
+
+
+def by_value(cloudpickle: Any, obj: Any, protocol: int = _PROTOCOL) -> bytes:
+    """`cloudpickle.dumps(obj)`, keeping the file name of the code it ships.
+
+    cloudpickle writes `<dynamic-code>` in place of each code object's file name; a
+    traceback on the worker would then show no file and no source line for a task
+    defined in `__main__`. The file name is put back, so tracebacks name the script
+    and, where the worker sees the same file, show its lines.
+
+    Raises:
+        Exception: Whatever cloudpickle raises.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    _pickler(cloudpickle)(buffer, protocol=protocol).dump(obj)
+    return buffer.getvalue()
+
+
+_PICKLERS: dict[int, Any] = {}
+
+
+def _pickler(cloudpickle: Any) -> Any:
+    pickler = _PICKLERS.get(id(cloudpickle))
+    if pickler is not None:
+        return pickler
+    import collections
+    import types
+
+    base = cloudpickle.Pickler
+    table: Any = getattr(base, "dispatch_table", None)
+    reduce_code = table.get(types.CodeType) if table is not None else None
+    if reduce_code is None:  # a cloudpickle that keeps file names, or works otherwise
+        pickler = base
+    else:
+
+        def keep_filename(code: types.CodeType) -> Any:
+            rebuild, args = reduce_code(code)[:2]
+            args = tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
+            return rebuild, args
+
+        class Pickler(base):  # type: ignore[misc, valid-type]
+            dispatch_table = collections.ChainMap({types.CodeType: keep_filename}, table)
+
+        pickler = Pickler
+    _PICKLERS[id(cloudpickle)] = pickler
+    return pickler

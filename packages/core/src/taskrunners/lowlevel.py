@@ -17,6 +17,11 @@ guide is `docs/writing-a-runner.md`.
   value that cannot be pickled into a FAILED run that names it, the same on every
   runner; `State.to_wire` sends exceptions so that they always arrive, as themselves
   or as a `taskrunners.RemoteError` stand-in, with a `RemoteTraceback` as cause.
+- Run logs: a run executed where no flow run is current returns its log records in
+  its final state (`State.logs`, part of `State.fields()` and of its pickle), and a
+  failure's traceback as text inside its exception; ship the state home whole and
+  `PreparedRun.set_state` delivers both to the flow's loggers. `current_flow_run()`
+  names the flow run in the flow's process.
 - Engine options: `RunOptions` for context managers like `dask_options(...)`.
 - Where runs ran: `add_location_hook` adds what only the runner knows (a worker's
   address) to the `RunLocation` the engine records for each run (`State.where`).
@@ -28,18 +33,19 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _engine
+from . import _context, _engine, _logging
 from ._engine import PreparedRun, RunSpec
 from ._location import LocationHook, RunLocation
 from ._location import add_location_hook as _add_location_hook
 from ._options import OptionSet, RunOptions
-from ._portable import RemoteTraceback
+from ._tracebacks import RemoteTraceback
 from ._runner import Capability, TaskRunner
 from ._states import DeferredState, State, StateFields
 from ._wire import dumps, loads
 
 if TYPE_CHECKING:
     from ._engine import TaskRunInfo
+    from ._logging import FlowRunInfo
 
 __all__ = [
     "BlockingHook",
@@ -58,6 +64,7 @@ __all__ = [
     "add_location_hook",
     "blocking",
     "blocking_hook",
+    "current_flow_run",
     "current_runner",
     "current_task_run",
     "dumps",
@@ -76,6 +83,12 @@ BlockingHook = Callable[[], contextlib.AbstractContextManager[Any]]
 def current_runner() -> TaskRunner | None:
     """The runner that `.submit()` and `.map()` reach here, or `None` outside any flow."""
     return _context.current_runner_var.get()
+
+
+def current_flow_run() -> FlowRunInfo | None:
+    """The `FlowRunInfo` of the flow run whose code (or task runs) runs here, or `None`
+    (on a worker in another process there is none)."""
+    return _logging.current_flow_run()
 
 
 def current_task_run() -> TaskRunInfo | None:

@@ -146,15 +146,16 @@ class Channel:
             )
         fields, inline = wire[:8], wire[8]
         where = RunLocation(*wire[9]) if len(wire) > 9 and wire[9] is not None else None
+        logs = wire[10] if len(wire) > 10 else ()
         if inline or fields[0] != "COMPLETED":  # a failure carries its exception, not a value
-            return State.from_fields(fields, where)
+            return State.from_fields((*fields, logs), where)
         _, name, message, timestamp, attempt, started, _, _ = fields
         from distributed import Future
 
         native = record.run.future.native or Future(record.key, self.client)  # reported before sent
         state: DeferredState[Any] = DeferredState(
             native.result, handle=native, name=name, message=message, attempt=attempt, started=started,
-            timestamp=timestamp, where=where,
+            timestamp=timestamp, where=where, logs=logs,
         )  # fmt: skip
         record.runner._deferred.add(state)
         return state

@@ -126,7 +126,8 @@ if "dask" in sys.modules:  # on a worker (unpickling a run): Dask is loaded alre
 
 def encode(state: State[Any], spec: RunSpec) -> tuple[bytes, State[Any]]:
     """The final state as bytes for the report (`State.to_wire()`'s fields, whether the value
-    is included, which it is only if small, and where the run ran), and the state for the Dask task to return.
+    is included, which it is only if small, where the run ran, and the records the
+    run logged, for the flow's process), and the state for the Dask task to return.
 
     The exception always arrives (as itself, or as a `RemoteError` stand-in). A value
     that cannot be pickled makes the run FAILED, naming its return value
@@ -136,19 +137,19 @@ def encode(state: State[Any], spec: RunSpec) -> tuple[bytes, State[Any]]:
     then uses to move it.
     """
     wire = state.to_wire()
-    head, data, error, where = wire[:6], wire[6], wire[7], wire[8]
+    head, data, error, logs, where = wire[:6], wire[6], wire[7], wire[8], wire[9]
     try:
         if type(data) in _ALWAYS_INLINE or _small(data):
-            blob = dumps((*head, data, error, True, where))
-            if len(blob) <= INLINE_LIMIT:
+            blob = dumps((*head, data, error, True, where, logs))
+            if len(blob) <= INLINE_LIMIT + len(logs) * 1024:
                 return blob, state
         elif data is not None and not _dask_serializes(type(data)):
             dumps(data)
     except Exception as exc:  # noqa: BLE001 - any pickling failure fails that run, naming it
         failed = spec.result_not_serializable(state, exc)
         wire = failed.to_wire()
-        return dumps((*wire[:6], None, wire[7], True, wire[8])), failed
-    return dumps((*head, None, error, False, where)), state
+        return dumps((*wire[:6], None, wire[7], True, wire[9], logs)), failed
+    return dumps((*head, None, error, False, where, logs)), state
 
 
 def _dask_serializes(cls: type) -> bool:

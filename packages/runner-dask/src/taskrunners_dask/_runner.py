@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from taskrunners import Capability, Future, FutureList, State, Task, TaskRunner
+from taskrunners import Capability, Future, FutureList, NoActiveFlowError, State, Task, TaskRunner, get_run_logger
 from taskrunners.lowlevel import DeferredState, PreparedRun
 
 from . import _remote
@@ -36,7 +36,7 @@ __all__ = ["DaskTaskRunner"]
 logger = logging.getLogger("taskrunners.dask")
 
 #: What the temporary LocalCluster gets unless `cluster_kwargs` says otherwise.
-LOCAL_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:8787"}
+LOCAL_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
 #: The runner, not Dask, decides what happens to runs lost with their worker: Dask
 #: fails them at the first loss instead of re-running them up to 3 times.
 LOCAL_SCHEDULER_DEFAULTS: dict[str, Any] = {"allowed_failures": 0}
@@ -198,11 +198,12 @@ class DaskTaskRunner(TaskRunner):
             where = f"Connected to the Dask scheduler at {self.address}"
         else:
             where = f"Started a {type(self._cluster).__name__} for the flow"
+        dashboard = _dashboard_link(client, self._cluster, self.cluster_kwargs) or "(none)"
         try:
-            dashboard = str(client.dashboard_link)
-        except Exception:  # noqa: BLE001 - a scheduler without a dashboard
-            dashboard = "(none)"
-        logger.info("%s; dashboard: %s", where, dashboard)
+            run_logger: Any = get_run_logger()  # the flow run's: shown at a terminal by default
+        except NoActiveFlowError:
+            run_logger = logger
+        run_logger.info("%s; dashboard: %s", where, dashboard)
         try:
             client.register_plugin(ReportPlugin())
         except Exception:  # the workers report from the task's thread instead, a little later
@@ -474,6 +475,34 @@ def _accepted_keywords(cluster_class: type) -> Any:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return lambda key: True
     return lambda key: key in parameters and parameters[key].kind is not inspect.Parameter.POSITIONAL_ONLY
+
+
+def _dashboard_link(client: distributed.Client, cluster: Any, cluster_kwargs: dict[str, Any]) -> str | None:
+    """The dashboard's address as a browser reaches it, or `None` without a dashboard.
+
+    Dask builds its link from the scheduler's host; that is wrong where the dashboard
+    listens elsewhere: a LocalCluster with `processes=False` (the scheduler's address
+    is `inproc://` with the machine's network address) whose dashboard listens on
+    127.0.0.1, say. For a LocalCluster this runner started, the host the dashboard was
+    bound to wins.
+    """
+    from distributed import LocalCluster
+
+    try:
+        port = client.scheduler_info().get("services", {}).get("dashboard")
+    except Exception:  # noqa: BLE001 - a scheduler that does not answer: no link
+        return None
+    if port is None:
+        return None
+    if isinstance(cluster, LocalCluster):
+        bound = cluster_kwargs.get("dashboard_address", LOCAL_DEFAULTS["dashboard_address"])
+        host = str(bound).rpartition(":")[0] if isinstance(bound, str) else ""
+        if host and host not in ("0.0.0.0", "::", "[::]"):
+            return f"http://{host}:{port}/status"
+    try:
+        return str(client.dashboard_link)
+    except Exception:  # noqa: BLE001 - a link template that does not format
+        return None
 
 
 def _adapt(cluster: Any, adapt_kwargs: dict[str, Any]) -> None:

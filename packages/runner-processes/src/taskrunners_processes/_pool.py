@@ -28,10 +28,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from taskrunners import State, StateType, Task
-from taskrunners.lowlevel import PreparedRun, RemoteTraceback, RunSpec, dumps, loads
+from taskrunners import RemoteTraceback, State, StateType, Task
+from taskrunners.lowlevel import PreparedRun, RunSpec, dumps, loads
 
-from ._worker import INIT_FAILED, READY, Reply, Wire, worker_main
+from ._worker import INIT_FAILED, LOGS, READY, Reply, Wire, worker_main
 
 #: The most runs sent to a worker in one message.
 MAX_BATCH = 512
@@ -517,6 +517,12 @@ class WorkerPool:
         if message.startswith(INIT_FAILED):
             trace = message[len(INIT_FAILED) :].decode("utf-8", "replace")
             self._fail_everything(f"the pool's initializer raised in a worker process:\n{trace}")
+            return
+        if message[:1] == LOGS:  # records of a run as it executes
+            number, records = pickle.loads(message[1:])
+            run = worker.batch.get(number)
+            if run is not None:
+                run.deliver_logs(records)
             return
         reply: Reply = pickle.loads(message)
         done, others, split = reply

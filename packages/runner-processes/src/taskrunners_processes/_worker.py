@@ -13,13 +13,17 @@ half):
 - worker to parent: the standard pickle of `(done, others, split)` for the runs
   finished since the last reply: `done` holds `(number, value, attempt, started,
   timestamp, where)` for each run that COMPLETED with a value of a plain builtin type,
-  `others` holds `(number, state, traceback_text)` for the rest, `state` being the
+  `others` holds `(number, state, traceback_text)` for the rest (a run with log
+  records among them), `state` being the
   `dumps` of the state's fields and its `where` (so that a state that cannot be unpickled in the parent
   fails its run alone), and `split` the numbers of a batch whose runs could not be
   unpickled together (the parent sends them again one by one). A reply goes when the
   batch is done, or sooner once `FLUSH_SECONDS` have passed.
 - before its first batch the worker sends `READY`, or `INIT_FAILED` followed by the
   traceback text if the initializer raised.
+- while a run executes, each log record it makes is sent at once: `LOGS` followed by
+  the standard pickle of `(number, records)`, so that a worker that dies mid-run has
+  sent what its run logged (the parent hands them to `PreparedRun.deliver_logs`).
 
 `progress` (shared memory) holds the number of the run being executed (-1 between
 runs), so that the parent knows which run a dead worker was executing. `stop` (shared
@@ -53,6 +57,7 @@ FLUSH_SECONDS = 0.02
 #: protocol marker, b"\x80").
 READY = b"R"
 INIT_FAILED = b"I"
+LOGS = b"L"
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _COMPLETED = StateType.COMPLETED
@@ -134,13 +139,14 @@ def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, neste
         wires: list[Wire] = loads(payload)
     except BaseException as exc:  # noqa: BLE001 - any unpickling failure is reported to the parent
         if len(numbers) > 1:  # find the culprit: the parent sends the runs one by one
-            conn.send_bytes(pickle.dumps(([], [], list(numbers)), _PROTOCOL))
+            _send(conn, pickle.dumps(([], [], list(numbers)), _PROTOCOL))
         else:
             others.append((numbers[0], _unloadable(exc), None))
-            conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+            _send(conn, pickle.dumps((done, others, []), _PROTOCOL))
         return
     tasks = [_load_task(blob) for blob in blobs]
     execute = RunSpec.execute
+    sink = _LogSink(conn)
     run_info = TaskRunInfo.from_wire
     flushed = time.monotonic()
     for position, (index, info, parameters, slotted, required, upstream_runs, states) in enumerate(wires):
@@ -149,7 +155,7 @@ def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, neste
         if isinstance(task, BaseException):
             others.append((number, _unloadable(task), None))
             continue
-        progress.value = number
+        progress.value = sink.number = number
         if stop.value:  # an interrupt: report what ran, hand back the rest unstarted
             progress.value = -1
             rest = [wire[1][0] for wire in wires[position:]]
@@ -158,7 +164,7 @@ def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, neste
         # The wire's pieces are already a tuple and a frozenset: build the spec directly.
         upstream = tuple(run_info(run) for run in upstream_runs) if upstream_runs else ()
         spec = RunSpec(task, run_info(info), parameters, slotted, required, upstream)
-        state = execute(spec, states)  # `nested` is current: tasks submit to it
+        state = execute(spec, states, None, None, sink)  # `nested` is current: tasks submit to it
         if nested.submitted:
             nested.wait_idle()  # runs the task submitted, and did not wait for, end with it
             nested.submitted = 0
@@ -167,18 +173,41 @@ def _run_batch(conn: Connection, progress: Any, stop: Any, message: bytes, neste
             and type(state.result()) in _PLAIN
             and state.name == "Completed"
             and not state.message  # a State the task returned keeps its message
+            and not state.logs
         ):
             done.append((number, state.result(), state.attempt, state.started, state.timestamp, state.where))
         else:
             others.append(_other(spec, number, state))
         now = time.monotonic()
         if now - flushed > FLUSH_SECONDS:
-            conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+            _send(conn, pickle.dumps((done, others, []), _PROTOCOL))
             done, others = [], []
             flushed = now
     progress.value = -1
     if done or others:
-        conn.send_bytes(pickle.dumps((done, others, []), _PROTOCOL))
+        _send(conn, pickle.dumps((done, others, []), _PROTOCOL))
+
+
+_send_lock = threading.Lock()
+
+
+def _send(conn: Connection, data: bytes) -> None:
+    """Send one message to the parent (a task's thread may be sending log records)."""
+    with _send_lock:
+        conn.send_bytes(data)
+
+
+class _LogSink:
+    """Sends the log records of the run being executed to the parent at once."""
+
+    __slots__ = ("conn", "number")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.number = -1
+
+    def __call__(self, records: tuple[dict[str, Any], ...]) -> None:
+        _send(self.conn, LOGS + pickle.dumps((self.number, records), _PROTOCOL))
 
 
 def _load_task(blob: bytes) -> Task[Any, Any] | BaseException:
@@ -204,13 +233,10 @@ def _unloadable(exc: BaseException) -> bytes:
 
 def _other(spec: RunSpec, number: int, state: State[Any]) -> tuple[int, bytes, str | None]:
     """The reply entry of a run that did not complete with a plain value."""
-    text = None
-    if state.exception is not None:
-        text = "".join(traceback.format_exception(state.exception))
-    try:
-        return number, dumps(tuple_fields(state)), text
+    try:  # the traceback's text travels inside the exception (`State.to_wire`)
+        return number, dumps(tuple_fields(state)), None
     except Exception as exc:  # noqa: BLE001 - a return value that cannot leave (an exception always can)
-        return number, dumps(tuple_fields(spec.result_not_serializable(state, exc))), text
+        return number, dumps(tuple_fields(spec.result_not_serializable(state, exc))), None
 
 
 def tuple_fields(state: State[Any]) -> tuple[Any, ...]:

@@ -21,7 +21,18 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from taskrunners import Capability, Future, State, StateType, Task, TaskRunInfo, TaskRunner, TaskRunnersError
+from taskrunners import (
+    Capability,
+    Future,
+    NoActiveFlowError,
+    State,
+    StateType,
+    Task,
+    TaskRunInfo,
+    TaskRunner,
+    TaskRunnersError,
+    get_run_logger,
+)
 from taskrunners.lowlevel import DeferredState, PreparedRun, RunSpec, dumps, loads
 
 from . import _session
@@ -108,6 +119,8 @@ class RayTaskRunner(TaskRunner):
     def start(self) -> None:
         if not (self.address is None and not self.init_kwargs and on_worker()):
             self._session = _session.join(self.address, self.init_kwargs)
+            if self._session is not None and self._session.users == 1:
+                _log_dashboard(self.address, self._session)
         # On a Ray worker, runs reserve no CPU (the submitting task lends its own), and at
         # most the cluster's CPUs of them are out per submitting task (twice that from a flow).
         self._nested = on_worker()
@@ -510,6 +523,18 @@ FETCH_SECONDS = 60.0
 
 #: The outcome of a run whose (completed) state is large: left in the object store.
 _LARGE = object()
+
+
+def _log_dashboard(address: str | None, session: _session.Session) -> None:
+    """Say, through the flow run's logger, which Ray the flow uses and its dashboard."""
+    try:
+        run_logger: Any = get_run_logger()
+    except NoActiveFlowError:
+        run_logger = logger
+    where = "Started a local Ray for the flow" if address is None else f"Connected to the Ray at {address}"
+    hint = " (init_kwargs={'include_dashboard': True} starts one)" if address is None else ""
+    dashboard = session.dashboard or f"none{hint}"
+    run_logger.info("%s; dashboard: %s", where, dashboard)
 
 
 def _outcomes(ray: Any, refs: list[Any]) -> list[Any]:

@@ -32,6 +32,8 @@ class Session:
 
     job_id: str
     users: int = 1
+    #: The Ray dashboard's address, if the Ray has one and told it.
+    dashboard: str | None = None
 
 
 def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
@@ -61,11 +63,11 @@ def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
                 "_node_ip_address": "127.0.0.1",
             }
             with _loopback():  # "local" starts a new Ray even if RAY_ADDRESS names one
-                ray.init(address="local", **{**kwargs, **init_kwargs})
+                context = ray.init(address="local", **{**kwargs, **init_kwargs})
         else:
             try:
                 with _loopback() if address == "auto" or _is_loopback(address) else contextlib.nullcontext():
-                    ray.init(address=address, **init_kwargs)
+                    context = ray.init(address=address, **init_kwargs)
             except Exception as exc:
                 if "auth" in type(exc).__name__.lower() or "token" in str(exc).lower():
                     raise RuntimeError(
@@ -75,8 +77,16 @@ def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
                         "environment before the flow starts."
                     ) from exc
                 raise
-        _current = Session(_job_id())
+        _current = Session(_job_id(), dashboard=_dashboard(context))
         return _current
+
+
+def _dashboard(context: Any) -> str | None:
+    url = getattr(context, "dashboard_url", None)
+    if not url:
+        return None
+    url = str(url)
+    return url if "://" in url else f"http://{url}"
 
 
 def leave(session: Session) -> None:

@@ -14,7 +14,7 @@ Subclass `TaskRunnerTests` (the whole suite) in a test module and provide its
 The suite is one mixin per concept (`LifecycleTests`, `SubmitTests`,
 `DependencyTests`, `MappingTests`, `WaitingTests`, `RetryAndTimeoutTests`,
 `FlowExitTests`, `CapabilityTests`, `ParityTests`, `ReliabilityTests`,
-`InterruptTests`, `RunReportTests`), each usable alone on a `ConformanceBase`;
+`InterruptTests`, `RunReportTests`, `ObservabilityTests`), each usable alone on a `ConformanceBase`;
 `TaskRunnerTests` composes them all (`MIXINS` lists them).
 
 `taskrunners.testing.tasks` holds the suite's tasks (module-level, so that runners
@@ -38,6 +38,7 @@ from ._flow_exit import FlowExitTests
 from ._interrupts import InterruptOutcome, InterruptTests, check_interrupted, run_interrupted
 from ._lifecycle import LifecycleTests
 from ._mapping import MappingTests
+from ._observability import ObservabilityTests
 from ._parity import ParityTests
 from ._reliability import ReliabilityTests
 from ._report import RunReportTests
@@ -60,6 +61,7 @@ __all__ = [
     "InterruptTests",
     "LifecycleTests",
     "MappingTests",
+    "ObservabilityTests",
     "ParityTests",
     "ReliabilityTests",
     "RetryAndTimeoutTests",

@@ -33,6 +33,7 @@ from ._flow_exit import FlowExitTests
 from ._interrupts import InterruptTests
 from ._lifecycle import LifecycleTests
 from ._mapping import MappingTests
+from ._observability import ObservabilityTests
 from ._parity import ParityTests
 from ._reliability import ReliabilityTests
 from ._report import RunReportTests
@@ -58,6 +59,7 @@ MIXINS: tuple[type[ConformanceBase], ...] = (
     ReliabilityTests,
     InterruptTests,
     RunReportTests,
+    ObservabilityTests,
 )
 
 
@@ -75,6 +77,7 @@ class TaskRunnerTests(
     ReliabilityTests,
     InterruptTests,
     RunReportTests,
+    ObservabilityTests,
 ):
     """Conformance tests for a `TaskRunner`: every mixin of the suite. Subclass it and
     provide `task_runner`.
