@@ -19,12 +19,21 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import report
 from _common import OURS, PREFECT, RAW, figure
 
-MACHINE = {"cpus": 2, "python": "3.11.7", "platform": "Linux", "processor": "x86_64", "memory_gib": 23.5, "when": "now"}
+MACHINE = {
+    "cpus": 2,
+    "python": "3.11.7",
+    "platform": "Linux",
+    "processor": "x86_64",
+    "memory_gib": 23.5,
+    "when": "now",
+}
 
 
 def write(folder: Path, name: str, figures: list[dict[str, Any]], **extra: Any) -> None:
     meta = {**MACHINE, **extra.pop("meta", {})}
-    (folder / f"bench_{name}.json").write_text(json.dumps({"benchmark": name, "meta": meta, "figures": figures, **extra}))
+    (folder / f"bench_{name}.json").write_text(
+        json.dumps({"benchmark": name, "meta": meta, "figures": figures, **extra})
+    )
 
 
 @pytest.fixture
@@ -47,7 +56,9 @@ def results(tmp_path: Path) -> Path:
         "prefect",
         [
             figure("threads", "submit", PREFECT, 8000.0, "us", n=1000),
-            figure("threads", "map", PREFECT, None, "us", n=1000, skipped="not run: over the --budget-s of 240 s"),
+            figure(
+                "threads", "map", PREFECT, None, "us", n=1000, skipped="not run: over the --budget-s of 240 s"
+            ),
             figure("threads", "memory_per_task", PREFECT, 50.0, "KiB", n=1000),
         ],
         meta={"prefect": "3.9.1"},
@@ -61,7 +72,9 @@ def results(tmp_path: Path) -> Path:
         ],
     )
     scaling = {"runs": 8, "seconds_per_run": 0.25, "workers": [1, 2]}
-    cases = [{"runner": "processes", "workers": 2, "serial_s": 2.0, "whole_s": 1.5, "work_s": 1.1, "speedup": 1.8}]
+    cases = [
+        {"runner": "processes", "workers": 2, "serial_s": 2.0, "whole_s": 1.5, "work_s": 1.1, "speedup": 1.8}
+    ]
     write(folder, "scaling", [], meta=scaling, cases=cases)
     return folder
 
@@ -69,7 +82,10 @@ def results(tmp_path: Path) -> Path:
 def make_page(results: Path, tmp_path: Path) -> str:
     page = tmp_path / "docs" / "benchmarks.md"
     page.parent.mkdir()
-    assert report.main([str(results), "--page", str(page), "--chart", str(tmp_path / "docs" / "img" / "b.png")]) == 0
+    assert (
+        report.main([str(results), "--page", str(page), "--chart", str(tmp_path / "docs" / "img" / "b.png")])
+        == 0
+    )
     return page.read_text()
 
 
@@ -114,7 +130,9 @@ def test_the_page_has_no_example_for_the_docs_tests_to_run(results: Path, tmp_pa
 
 
 def test_the_chart_is_drawn(results: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="the chart needs matplotlib (the bench hatch environment has it)")
+    pytest.importorskip(
+        "matplotlib", reason="the chart needs matplotlib (the bench hatch environment has it)"
+    )
     page = make_page(results, tmp_path)
     assert (tmp_path / "docs" / "img" / "b.png").stat().st_size > 10_000
     assert "](img/b.png)" in page

@@ -67,13 +67,23 @@ def test_bench_processes_quick_run_prints_its_table(tmp_path: Path) -> None:
     assert "processes over threads" in done.stdout
     figures = json.loads(report.read_text())["figures"]
     assert {(f["metric"], f["who"], f["n"]) for f in figures} == {
-        (metric, who, n) for metric, n in (("submit", 200), ("map", 200), ("chain", 50)) for who in ("taskrunners", "raw")
+        (metric, who, n)
+        for metric, n in (("submit", 200), ("map", 200), ("chain", 50))
+        for who in ("taskrunners", "raw")
     }
 
 
 def test_bench_scaling_quick_run_prints_its_table() -> None:
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_scaling.py"), "--quick", "--workers", "1,2", "--only", "processes"],
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_scaling.py"),
+            "--quick",
+            "--workers",
+            "1,2",
+            "--only",
+            "processes",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -93,7 +103,9 @@ def test_bench_ray_quick_run_prints_its_table() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert any(line.split()[:3] == ["metric", "ours", "bare"] for line in done.stdout.splitlines()), done.stdout
+    assert any(line.split()[:3] == ["metric", "ours", "bare"] for line in done.stdout.splitlines()), (
+        done.stdout
+    )
     assert sum(1 for line in done.stdout.splitlines() if line.startswith("per task,")) >= 3
 
 
@@ -133,7 +145,15 @@ def test_bench_dask_quick_run_prints_its_table(tmp_path: Path) -> None:
 def test_bench_footprint_quick_run_measures_both_sides(tmp_path: Path) -> None:
     report = tmp_path / "footprint.json"
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_footprint.py"), "--quick", "--runners", "threads", "--json", str(report)],
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_footprint.py"),
+            "--quick",
+            "--runners",
+            "threads",
+            "--json",
+            str(report),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

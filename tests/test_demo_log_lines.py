@@ -21,7 +21,9 @@ import pytest
 pty = pytest.importorskip("pty", reason="pseudo-terminals need a POSIX system")
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \| (?P<level>[A-Z]+) +\| (?P<who>(?:Flow|Task) run '[\w-]+') - (?P<msg>.*)$")
+LINE = re.compile(
+    r"^\d\d:\d\d:\d\d\.\d{3} \| (?P<level>[A-Z]+) +\| (?P<who>(?:Flow|Task) run '[\w-]+') - (?P<msg>.*)$"
+)
 
 
 def run_in_terminal(args: list[str], timeout: float = 60.0) -> tuple[int, str]:

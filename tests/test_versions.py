@@ -37,6 +37,6 @@ def test_members_depend_on_each_other_by_a_range_holding_the_version(pyproject: 
     for extra in data["project"].get("optional-dependencies", {}).values():
         requirements += extra
     for requirement in requirements:
-        match = re.fullmatch(r"taskrunners-\w+(.*)", requirement)
+        match = re.fullmatch(r"taskrunners-\w+(?:\[[\w,]+\])?(.*)", requirement)  # extras allowed
         if match:
             assert match.group(1) == f">={major}.{minor},<{major}.{minor + 1}", requirement

@@ -770,4 +770,6 @@ def test_a_runner_that_raises_in_submit_does_not_leave_the_run_open() -> None:
         run_with_deadline(body, 30)
     assert len(prepared) == 2
     for call in prepared:
-        assert call.future.state.is_crashed() and "raised while accepting it" in str(call.future.state.exception)
+        assert call.future.state.is_crashed() and "raised while accepting it" in str(
+            call.future.state.exception
+        )

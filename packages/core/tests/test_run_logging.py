@@ -13,7 +13,6 @@ import traceback
 from collections.abc import Iterator
 
 import pytest
-
 from taskrunners import NoActiveFlowError, RemoteTraceback, flow, get_run_logger, task
 from taskrunners.lowlevel import current_flow_run
 
@@ -109,7 +108,10 @@ def test_engine_lines_for_a_flow_with_retries_and_a_final_failure(records: Recor
     final = next(r for r in records.records if r.getMessage() == mine[3][1])
     assert final.exc_info is not None and final.exc_info[1].args == ("nope",)
     flow_lines = [message for level, run, message in records.lines() if run is None]
-    assert flow_lines[0].startswith("Beginning flow run 'failing-") and flow_lines[-1] == "Finished in state Completed"
+    assert (
+        flow_lines[0].startswith("Beginning flow run 'failing-")
+        and flow_lines[-1] == "Finished in state Completed"
+    )
 
 
 def test_a_completed_run_logs_at_debug_only(records: Records) -> None:
@@ -220,8 +222,12 @@ def test_not_at_a_terminal_and_no_level_set_nothing_is_printed() -> None:
 
 def test_the_level_variable_installs_the_readable_handler() -> None:
     lines = run_script(TASKRUNNERS_LOGGING_LEVEL="DEBUG").splitlines()
-    assert any(" | INFO    | Task run 'work-" in line and line.endswith(" - working") for line in lines), lines
-    assert any(" | DEBUG   | Task run 'work-" in line and "Finished in state Completed" in line for line in lines)
+    assert any(" | INFO    | Task run 'work-" in line and line.endswith(" - working") for line in lines), (
+        lines
+    )
+    assert any(
+        " | DEBUG   | Task run 'work-" in line and "Finished in state Completed" in line for line in lines
+    )
     assert any(" | INFO    | Flow run 'job-" in line and "Beginning flow run" in line for line in lines)
     quieter = run_script(TASKRUNNERS_LOGGING_LEVEL="WARNING")
     assert quieter == ""

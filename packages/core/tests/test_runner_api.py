@@ -147,7 +147,9 @@ def test_an_interrupt_crashes_the_runs_taken_back_and_shuts_down_interrupted() -
             future = runner.submit(add, {"x": 1, "y": 1})
             raise KeyboardInterrupt
     state = future.state
-    assert state.is_crashed() and "interrupted by SIGINT (Ctrl-C) before the run finished" in str(state.exception)
+    assert state.is_crashed() and "interrupted by SIGINT (Ctrl-C) before the run finished" in str(
+        state.exception
+    )
     assert runner.events == ["start", "shutdown interrupted=True"]
     assert not runner.started
 

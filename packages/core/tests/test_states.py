@@ -6,7 +6,13 @@ import pytest
 from taskrunners import State, StateType, TaskRunnersError
 
 FINAL_TYPES = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
-NOT_FINAL_TYPES = [StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED, StateType.PAUSED, StateType.CANCELLING]
+NOT_FINAL_TYPES = [
+    StateType.PENDING,
+    StateType.RUNNING,
+    StateType.SCHEDULED,
+    StateType.PAUSED,
+    StateType.CANCELLING,
+]
 NOT_OK_TYPES = [StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 
 PREDICATES = {

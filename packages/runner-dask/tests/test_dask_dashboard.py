@@ -43,7 +43,7 @@ def lines() -> Iterator[Lines]:
 
 
 def opens(link: str) -> bool:
-    with urllib.request.urlopen(link, timeout=30) as response:  # noqa: S310 - a loopback http link
+    with urllib.request.urlopen(link, timeout=30) as response:
         return bool(response.status == 200)
 
 
@@ -63,7 +63,9 @@ def test_in_process_cluster_link_is_loopback_on_a_free_port_and_opens(lines: Lin
     assert opened == [True]
 
 
-def test_two_temporary_clusters_at_once_get_two_free_ports(lines: Lines, caplog: pytest.LogCaptureFixture) -> None:
+def test_two_temporary_clusters_at_once_get_two_free_ports(
+    lines: Lines, caplog: pytest.LogCaptureFixture
+) -> None:
     runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "processes": False})
 
     @flow(task_runner=runner)

@@ -474,7 +474,9 @@ def test_unpicklable_argument_fails_that_run_only_naming_it(local_cluster: Any) 
     assert good == 1
 
 
-def test_unpicklable_return_value_fails_its_run_and_its_dask_task_holds_the_failure(local_cluster: Any) -> None:
+def test_unpicklable_return_value_fails_its_run_and_its_dask_task_holds_the_failure(
+    local_cluster: Any,
+) -> None:
     import threading
 
     from taskrunners_dask._remote import INLINE_LIMIT

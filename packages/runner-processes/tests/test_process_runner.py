@@ -357,13 +357,17 @@ print("RESULT", doubles())
 
 
 @pytest.mark.parametrize("method", sorted({default_start_method(), "spawn"}))
-def test_a_script_without_the_main_guard_fails_with_the_fix_instead_of_hanging(method: str, tmp_path: Path) -> None:
+def test_a_script_without_the_main_guard_fails_with_the_fix_instead_of_hanging(
+    method: str, tmp_path: Path
+) -> None:
     # Each worker imports the script as `__mp_main__` and so runs the flow again, whose
     # runner cannot start processes there: that used to leave the flow waiting forever.
     script = tmp_path / "no_guard.py"
     script.write_text(textwrap.dedent(NO_GUARD_SCRIPT.format(method=method)))
     command = [sys.executable, str(script)]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE, check=False)
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "RESULT" not in done.stdout
     # The flow's own process says what happened and what to do...
@@ -433,7 +437,9 @@ def test_interrupted_flow_crashes_runs_not_yet_sent(tmp_path: Path) -> None:
     futures: list[Future[Any]] = []
 
     def body() -> None:
-        futures.append(signals.wait_and_return.submit(str(tmp_path), "go", value="finished", started="started"))
+        futures.append(
+            signals.wait_and_return.submit(str(tmp_path), "go", value="finished", started="started")
+        )
         signals.wait_signal(str(tmp_path), "started")
         futures.extend(double.submit(i) for i in range(3))
         futures[1].add_done_callback(lambda _: signals.signal(str(tmp_path), "go"))

@@ -49,7 +49,9 @@ class ExecutorTaskRunner(TaskRunner):
         self._factory: Callable[[], Executor] | None = None
         if isinstance(executor, type) or not hasattr(executor, "submit"):
             if not callable(executor):
-                raise TypeError(f"executor must be an Executor or a callable that makes one, got {executor!r}")
+                raise TypeError(
+                    f"executor must be an Executor or a callable that makes one, got {executor!r}"
+                )
             self._factory = executor
         else:
             self._shared = executor
@@ -115,7 +117,9 @@ class ExecutorTaskRunner(TaskRunner):
             if executor is None:
                 raise RuntimeError("the runner shut down before the run could start")
             if context is not None:  # a thread of this process: report RUNNING, allow nesting
-                work = executor.submit(context.run, run.spec.execute, run.upstream_states(), run.set_state, self)
+                work = executor.submit(
+                    context.run, run.spec.execute, run.upstream_states(), run.set_state, self
+                )
             else:  # elsewhere: only the spec travels, pickled
                 work = executor.submit(_execute, dumps(run.spec), run.upstream_states())
         except Exception as exc:  # noqa: BLE001 - shut down, broken, or the run does not pickle

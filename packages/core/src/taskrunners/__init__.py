@@ -36,9 +36,9 @@ from ._flowrun import FlowRunInfo
 from ._flows import Flow, flow
 from ._futures import DoneAndNotDone, Future, FutureList, as_completed, wait
 from ._interrupts import Terminated
+from ._logging import get_run_logger
 from ._quote import opaque, quote
 from ._retries import exponential_backoff
-from ._logging import get_run_logger
 from ._runner import Capability, TaskRunner
 from ._states import State, StateType
 from ._tags import tags

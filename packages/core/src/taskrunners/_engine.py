@@ -114,7 +114,16 @@ class TaskRunInfo:
         if self._id is None:
             self._id = _id_base() | self.number
         if self._name is not None:
-            return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id, self._name)
+            return (
+                self.number,
+                self.task_name,
+                self.tags,
+                self.created,
+                self.start,
+                self.end,
+                self._id,
+                self._name,
+            )
         return (self.number, self.task_name, self.tags, self.created, self.start, self.end, self._id)
 
     @classmethod
@@ -128,7 +137,16 @@ class TaskRunInfo:
         info._name = None
         try:
             if len(wire) == 8:
-                (info.number, info.task_name, info.tags, info.created, info.start, info.end, info._id, info._name) = wire
+                (
+                    info.number,
+                    info.task_name,
+                    info.tags,
+                    info.created,
+                    info.start,
+                    info.end,
+                    info._id,
+                    info._name,
+                ) = wire
             else:
                 (info.number, info.task_name, info.tags, info.created, info.start, info.end, info._id) = wire
         except (TypeError, ValueError):
@@ -760,7 +778,9 @@ def _after_failure(
     return failed
 
 
-def _retry_allowed(condition: Callable[..., Any], task: Task[Any, Any], info: TaskRunInfo, state: State[Any]) -> bool:
+def _retry_allowed(
+    condition: Callable[..., Any], task: Task[Any, Any], info: TaskRunInfo, state: State[Any]
+) -> bool:
     try:
         return bool(condition(task, info, state))
     except Exception:

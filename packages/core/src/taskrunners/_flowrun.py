@@ -29,7 +29,17 @@ class FlowRunInfo:
             their own, goes to the run logger.
     """
 
-    __slots__ = ("_id", "attempt", "created", "flow_name", "log_prints", "name", "number", "parameters", "tags")
+    __slots__ = (
+        "_id",
+        "attempt",
+        "created",
+        "flow_name",
+        "log_prints",
+        "name",
+        "number",
+        "parameters",
+        "tags",
+    )
 
     def __init__(self, flow_name: str, parameters: dict[str, Any], tags: frozenset[str]) -> None:
         self.number: int = next(_flow_run_numbers)

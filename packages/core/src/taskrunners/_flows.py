@@ -188,15 +188,27 @@ class Flow(Generic[P, R]):
         self.flow_run_name = flow_run_name
         try:
             self.retries: int = _check_retries(self.name, retries)
-            self.retry_delay_seconds: float | tuple[float, ...] = _check_delays(self.name, retry_delay_seconds)
+            self.retry_delay_seconds: float | tuple[float, ...] = _check_delays(
+                self.name, retry_delay_seconds
+            )
             self.timeout_seconds: float | None = _check_timeout(self.name, timeout_seconds)
         except DefinitionError as exc:
             raise DefinitionError(str(exc).replace("task ", "flow ", 1)) from None
-        self.on_completion_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_completion", on_completion))
-        self.on_failure_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_failure", on_failure))
-        self.on_crashed_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_crashed", on_crashed))
-        self.on_cancellation_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_cancellation", on_cancellation))
-        self.on_running_hooks: list[Callable[..., Any]] = list(check_hooks("flow", self.name, "on_running", on_running))
+        self.on_completion_hooks: list[Callable[..., Any]] = list(
+            check_hooks("flow", self.name, "on_completion", on_completion)
+        )
+        self.on_failure_hooks: list[Callable[..., Any]] = list(
+            check_hooks("flow", self.name, "on_failure", on_failure)
+        )
+        self.on_crashed_hooks: list[Callable[..., Any]] = list(
+            check_hooks("flow", self.name, "on_crashed", on_crashed)
+        )
+        self.on_cancellation_hooks: list[Callable[..., Any]] = list(
+            check_hooks("flow", self.name, "on_cancellation", on_cancellation)
+        )
+        self.on_running_hooks: list[Callable[..., Any]] = list(
+            check_hooks("flow", self.name, "on_running", on_running)
+        )
         self._hook_lists = (
             self.on_completion_hooks,
             self.on_failure_hooks,
@@ -208,7 +220,9 @@ class Flow(Generic[P, R]):
         self.version = version
         self.progress: bool | None = progress
         if log_prints is not None and not isinstance(log_prints, bool):
-            raise DefinitionError(f"flow {self.name!r}: log_prints must be True, False or None, got {log_prints!r}")
+            raise DefinitionError(
+                f"flow {self.name!r}: log_prints must be True, False or None, got {log_prints!r}"
+            )
         self.log_prints: bool | None = log_prints
         self._method = method
         self._bound: Any = _UNBOUND
@@ -494,7 +508,9 @@ class Flow(Generic[P, R]):
             except UpstreamFailedError as exc:
                 state = State(StateType.FAILED, exception=exc, name="UpstreamFailed")
                 return state if return_state else state.result()
-        info = self._flow_run(args, kwargs) if self.flow_run_name is not None or any(self._hook_lists) else None
+        info = (
+            self._flow_run(args, kwargs) if self.flow_run_name is not None or any(self._hook_lists) else None
+        )
         runner = resolve_runner(self.task_runner)
         self._begin(runner, info)
         watch = Recording.begin(self.name, runner, self.progress)

@@ -80,8 +80,6 @@ flow_lines = False
 log_prints_default = False
 
 
-
-
 _flow_run_lock = threading.Lock()
 
 
@@ -144,7 +142,9 @@ _patched = False
 _patch_lock = threading.Lock()
 
 
-def _print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:
+def _print(
+    *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+) -> None:
     if file is None or file is sys.stdout:
         wanted = log_prints_var.get()
         runner = _context.current_runner_var.get()
@@ -231,7 +231,7 @@ def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:
     return logger
 
 
-def configure() -> None:
+def configure() -> None:  # noqa: F811 - replaced by `_runlog.configure` once loaded (see `impl`)
     """Called as each flow run starts: the default handler and level, and the flags."""
     impl().configure()
 

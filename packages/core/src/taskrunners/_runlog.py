@@ -57,7 +57,7 @@ class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         kwargs["extra"] = dict(self.extra or {}, **given) if given else self.extra
         return msg, kwargs
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+    def isEnabledFor(self, level: int) -> bool:
         if capture_var.get() is not None:
             return True  # the flow's process applies its level on delivery
         return bool(self.logger.isEnabledFor(level))
@@ -115,7 +115,9 @@ class _CaptureHandler(logging.Handler):
         buffer = capture_var.get()
         if buffer is None:  # pragma: no cover - the capturing loggers run only inside a capture
             return
-        entry = {key: value if type(value) in _PLAIN else repr(value) for key, value in record.__dict__.items()}
+        entry = {
+            key: value if type(value) in _PLAIN else repr(value) for key, value in record.__dict__.items()
+        }
         entry["msg"] = record.getMessage()
         entry["args"] = None
         if record.exc_info:
@@ -143,14 +145,16 @@ def _capturing(name: str) -> logging.Logger:
     the current capture (the worker's own configuration plays no part)."""
     logger = _capturing_loggers.get(name)
     if logger is None:
-        logger = logging.Logger(name, logging.DEBUG)
+        logger = logging.Logger(name, logging.DEBUG)  # noqa: LOG001 - deliberately outside the hierarchy
         logger.addHandler(_capture_handler)
         logger.propagate = False
         _capturing_loggers[name] = logger
     return logger
 
 
-def engine_record(logger: logging.Logger, level: int, msg: str, info: TaskRunInfo | None, **extra: Any) -> None:
+def engine_record(
+    logger: logging.Logger, level: int, msg: str, info: TaskRunInfo | None, **extra: Any
+) -> None:
     """An engine line about a task run, kept in the capture or logged here."""
     fields = _extra(current_flow_run(), info)
     fields.update(extra)
@@ -350,7 +354,7 @@ def _reconfigure() -> None:
         if _level_set is not None and level is None and root_logger.level == _level_set:
             root_logger.setLevel(logging.NOTSET)
             _level_set = None
-    elif _handler is None and not configured and not root_logger.handlers:
+    elif _handler is None and not configured and not root_logger.handlers:  # noqa: SIM102 - one case, then its condition
         if level is not None or _terminal():
             _handler = logging.StreamHandler()
             _handler.setFormatter(RunFormatter())

@@ -109,7 +109,18 @@ class State(Generic[R]):
             process; empty once delivered (see `get_run_logger`).
     """
 
-    __slots__ = ("type", "name", "message", "timestamp", "attempt", "started", "_data", "_exception", "where", "logs")
+    __slots__ = (
+        "type",
+        "name",
+        "message",
+        "timestamp",
+        "attempt",
+        "started",
+        "_data",
+        "_exception",
+        "where",
+        "logs",
+    )
 
     def __init__(
         self,
@@ -229,7 +240,9 @@ class State(Generic[R]):
         )
 
     @classmethod
-    def from_fields(cls, fields: StateFields | tuple[Any, ...], where: RunLocation | None = None) -> State[Any]:
+    def from_fields(
+        cls, fields: StateFields | tuple[Any, ...], where: RunLocation | None = None
+    ) -> State[Any]:
         """A plain `State` with these fields (the inverse of `fields()`).
 
         `type` may be a `StateType` or its string value (the wire form). `where` is

@@ -155,10 +155,18 @@ class Task(Generic[P, R]):
                 f"task {self.name!r}: retry_condition_fn must be a callable, got {retry_condition_fn!r}"
             )
         self.retry_condition_fn = retry_condition_fn
-        self.on_completion_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_completion", on_completion))
-        self.on_failure_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_failure", on_failure))
-        self.on_crashed_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_crashed", on_crashed))
-        self.on_running_hooks: list[Callable[..., Any]] = list(check_hooks("task", self.name, "on_running", on_running))
+        self.on_completion_hooks: list[Callable[..., Any]] = list(
+            check_hooks("task", self.name, "on_completion", on_completion)
+        )
+        self.on_failure_hooks: list[Callable[..., Any]] = list(
+            check_hooks("task", self.name, "on_failure", on_failure)
+        )
+        self.on_crashed_hooks: list[Callable[..., Any]] = list(
+            check_hooks("task", self.name, "on_crashed", on_crashed)
+        )
+        self.on_running_hooks: list[Callable[..., Any]] = list(
+            check_hooks("task", self.name, "on_running", on_running)
+        )
         self.description: str | None = description if description is not None else inspect.getdoc(fn)
         self.version = version
         self._refresh_hooks()
@@ -167,7 +175,9 @@ class Task(Generic[P, R]):
         self._bound: Any = _UNBOUND
         self._origin: Task[Any, Any] = self
         if log_prints is not None and not isinstance(log_prints, bool):
-            raise DefinitionError(f"task {self.name!r}: log_prints must be True, False or None, got {log_prints!r}")
+            raise DefinitionError(
+                f"task {self.name!r}: log_prints must be True, False or None, got {log_prints!r}"
+            )
         self.log_prints: bool | None = log_prints
         self.is_async: bool = inspect.iscoroutinefunction(fn)
         self._signature = signature

@@ -48,7 +48,9 @@ class RemoteTraceback(Exception):
 def _internal(tb: TracebackType) -> bool:
     name = tb.tb_frame.f_globals.get("__name__", "")
     return (
-        isinstance(name, str) and name.startswith("taskrunners") and not name.startswith("taskrunners.testing")
+        isinstance(name, str)
+        and name.startswith("taskrunners")
+        and not name.startswith("taskrunners.testing")
     )
 
 
@@ -87,7 +89,7 @@ def attach_text(exc: BaseException) -> None:
 
     try:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except Exception:  # pragma: no cover - formatting must never break a run
+    except Exception:  # noqa: BLE001 # pragma: no cover - formatting must never break a run
         return
     state[_KEY] = text
 

@@ -66,7 +66,9 @@ def dumps(obj: Any) -> bytes:
     try:
         return by_value(cloudpickle, obj, _PROTOCOL)
     except Exception as exc:
-        raise NotSerializableError(f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
+        raise NotSerializableError(
+            f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def note_shipped_by_value(blob_mains: int) -> None:
@@ -124,7 +126,7 @@ def _pickler(cloudpickle: Any) -> Any:
             return rebuild, args
 
         class Pickler(base):  # type: ignore[misc, valid-type]
-            dispatch_table = collections.ChainMap({types.CodeType: keep_filename}, table)
+            dispatch_table = collections.ChainMap({types.CodeType: keep_filename}, table)  # noqa: RUF012 - read by pickle
 
         pickler = Pickler
     _PICKLERS[id(cloudpickle)] = pickler

@@ -38,9 +38,9 @@ from ._engine import PreparedRun, RunSpec
 from ._location import LocationHook, RunLocation
 from ._location import add_location_hook as _add_location_hook
 from ._options import OptionSet, RunOptions
-from ._tracebacks import RemoteTraceback
 from ._runner import Capability, TaskRunner
 from ._states import DeferredState, State, StateFields
+from ._tracebacks import RemoteTraceback
 from ._wire import dumps, loads
 
 if TYPE_CHECKING:

@@ -21,7 +21,16 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from taskrunners import Capability, Future, FutureList, NoActiveFlowError, State, Task, TaskRunner, get_run_logger
+from taskrunners import (
+    Capability,
+    Future,
+    FutureList,
+    NoActiveFlowError,
+    State,
+    Task,
+    TaskRunner,
+    get_run_logger,
+)
 from taskrunners.lowlevel import DeferredState, PreparedRun
 
 from . import _remote

@@ -380,7 +380,9 @@ class WorkerPool:
         for run, error in failed:
             state = run.spec.not_serializable(error)  # names the argument, the same on every runner
             if state is None:
-                state = State(StateType.FAILED, exception=self._unpicklable(run.spec, error), name="NotSerializable")
+                state = State(
+                    StateType.FAILED, exception=self._unpicklable(run.spec, error), name="NotSerializable"
+                )
             run.set_state(state)
 
     def _pack(
@@ -533,7 +535,9 @@ class WorkerPool:
         for number, value, attempt, started, timestamp, where in done:
             run = batch.pop(number, None)
             if run is not None:  # else given up on already (a broken pool)
-                state = from_fields((_COMPLETED, "Completed", "", timestamp, attempt, started, value, None), where)
+                state = from_fields(
+                    (_COMPLETED, "Completed", "", timestamp, attempt, started, value, None), where
+                )
                 finished.append((run, state))
         for number, blob, text in others:
             run = batch.pop(number, None)

@@ -55,7 +55,9 @@ class ProcessPoolTaskRunner(TaskRunner):
             is unknown.
     """
 
-    capabilities = frozenset({Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.OUT_OF_PROCESS})
+    capabilities = frozenset(
+        {Capability.PARALLEL, Capability.SURVIVES_WORKER_LOSS, Capability.OUT_OF_PROCESS}
+    )
 
     def __init__(
         self,

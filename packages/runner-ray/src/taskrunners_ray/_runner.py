@@ -407,7 +407,10 @@ def _why(cause: BaseException) -> tuple[str, bool]:
     if isinstance(cause, rx.TaskCancelledError):
         return "Ray cancelled it", False
     if isinstance(cause, rx.GetTimeoutError):
-        return f"Ray said it had ended, but its final state could not be fetched within {FETCH_SECONDS:g} s", False
+        return (
+            f"Ray said it had ended, but its final state could not be fetched within {FETCH_SECONDS:g} s",
+            False,
+        )
     text = str(cause).strip().splitlines()
     return f"Ray could not run it: {type(cause).__name__}: {text[0] if text else ''}", False
 

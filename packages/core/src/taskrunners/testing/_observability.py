@@ -76,14 +76,14 @@ def _raise_from_helper(message: str) -> None:
     raise ObservabilityError(message)  # the line a traceback must show
 
 
-_DYNAMIC_SOURCE = '''
+_DYNAMIC_SOURCE = """
 from taskrunners import task
 
 
 @task
 def dynamic_fail(message):
     raise ValueError(message)  # a line of a module outside the import system
-'''
+"""
 
 
 class _Records(logging.Handler):
@@ -176,7 +176,9 @@ class ObservabilityTests(ConformanceBase):
         assert messages.count("about to fail 5") == 2, messages
         assert any("Retry 1/1" in m for m in messages), messages
         final = [
-            r for r in run_records.records if getattr(r, "task_run_name", None) == name and r.levelno == logging.ERROR
+            r
+            for r in run_records.records
+            if getattr(r, "task_run_name", None) == name and r.levelno == logging.ERROR
         ]
         assert any("Retries are exhausted" in r.getMessage() for r in final), messages
         assert messages.index("about to fail 5") < next(i for i, m in enumerate(messages) if "Retry 1/1" in m)
@@ -225,7 +227,9 @@ class ObservabilityTests(ConformanceBase):
 def _assert_no_internal_frames(text: str) -> None:
     """No frame of the engine or of a runner package: the frames of `Future.result`
     and `State.result`, where the exception is raised again, may stay."""
-    frames = [line.strip().replace("\\", "/") for line in text.splitlines() if line.strip().startswith('File "')]
+    frames = [
+        line.strip().replace("\\", "/") for line in text.splitlines() if line.strip().startswith('File "')
+    ]
     internal = [
         frame
         for frame in frames
@@ -233,4 +237,3 @@ def _assert_no_internal_frames(text: str) -> None:
         or "/taskrunners_" in frame
     ]
     assert not internal, "\n".join(internal)
-
