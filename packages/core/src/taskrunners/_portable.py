@@ -27,6 +27,7 @@ import traceback
 from typing import Any
 
 from ._errors import NotSerializableError, RemoteError
+from ._tracebacks import _KEY as _TRACEBACK_KEY
 from ._tracebacks import RemoteTraceback
 
 __all__ = ["RemoteTraceback", "argument_error", "portable", "return_error", "stand_in"]
@@ -117,9 +118,10 @@ def _builtin_with_plain_args(exc: BaseException) -> bool:
     """Whether `type(exc)(*exc.args)` rebuilds `exc`: a built-in exception with plain
     arguments and no attributes of its own (the common case, made cheap, and safe
     where pickling itself fails: a `RecursionError` on a Dask worker, say)."""
+    state = getattr(exc, "__dict__", None)
     return (
         type(exc).__module__ == "builtins"
-        and not getattr(exc, "__dict__", None)
+        and (not state or state.keys() <= {_TRACEBACK_KEY})  # the text travels as the cause
         and all(type(arg) in _PLAIN for arg in exc.args)
     )
 
