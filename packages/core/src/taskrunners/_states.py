@@ -245,15 +245,16 @@ class State(Generic[R]):
     ) -> State[Any]:
         """A plain `State` with these fields (the inverse of `fields()`).
 
-        `type` may be a `StateType` or its string value (the wire form). `where` is
-        not a field: a runner that sends states as fields sends the final state's
-        `where` beside them (a `RunLocation` is a tuple of builtins) and passes it here.
+        `type` may be a `StateType` or its string value (the wire form). `fields` may
+        have eight items (no `logs`), nine, or ten: `State.to_wire()`'s form, whose
+        tenth is where the run ran. A runner that sends `where` beside the fields (a
+        `RunLocation` is a tuple of builtins) passes it as `where`.
 
         Raises:
             ValueError: `type` names no `StateType`.
         """
         if len(fields) > 9:  # `to_wire()` form: the state's `where` follows its fields
-            carried = fields[9]
+            carried = tuple(fields)[9]
             if where is None and carried is not None:
                 where = carried if type(carried) is RunLocation else RunLocation(*carried)
         if len(fields) == 8:
