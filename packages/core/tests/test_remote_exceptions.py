@@ -19,6 +19,13 @@ class InitMismatch(ValueError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{code}: {reason}")
 
+    def __reduce__(self) -> Any:
+        # What BaseException.__reduce__ gives, spelled out: tblib (which importing
+        # distributed installs) rebuilds exceptions that keep the built-in __reduce__
+        # without calling __init__, and this one must stay unrebuildable wherever the
+        # tests run.
+        return (type(self), self.args)
+
 
 class HoldsALock(KeyError):
     def __init__(self, message: str) -> None:

@@ -121,3 +121,6 @@ def disconnect() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+    handler = signal.getsignal(signal.SIGTERM)  # a test's own ray.init leaves Ray's behind
+    if callable(handler) and getattr(handler, "__module__", "").startswith("ray"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,9 @@ class Session:
     users: int = 1
     #: The Ray dashboard's address, if the Ray has one and told it.
     dashboard: str | None = None
+    #: The SIGTERM handler before `ray.init` installed Ray's (main thread only), put
+    #: back when the session ends: Ray's handler must not outlive the runner's Ray.
+    sigterm: Any = None
 
 
 def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
@@ -56,6 +60,8 @@ def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
             session.users += 1
             return session
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGTERM) if main else None
         if address is None:
             kwargs: dict[str, Any] = {
                 "include_dashboard": False,
@@ -77,7 +83,7 @@ def join(address: str | None, init_kwargs: dict[str, Any]) -> Session | None:
                         "environment before the flow starts."
                     ) from exc
                 raise
-        _current = Session(_job_id(), dashboard=_dashboard(context))
+        _current = Session(_job_id(), dashboard=_dashboard(context), sigterm=before)
         return _current
 
 
@@ -102,6 +108,8 @@ def leave(session: Session) -> None:
             _current = None
         if ray.is_initialized() and _job_id() == session.job_id:
             ray.shutdown()
+        if session.sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, session.sigterm)  # not Ray's any more
 
 
 def _job_id() -> str:
