@@ -136,9 +136,6 @@ def streaming(sink: Any) -> Streaming:
 _real_print = builtins.print
 
 
-_patched = False
-
-
 _patch_lock = threading.Lock()
 
 
@@ -159,15 +156,14 @@ def _print(
 
 
 def enable_print_capture() -> None:
-    """Route `print` through `_print` in this process (once; prints outside runs with
-    `log_prints` on are unchanged)."""
-    global _patched
-    if _patched:
+    """Route `print` through `_print` in this process (prints outside runs with
+    `log_prints` on are unchanged). Again if something replaced it since (`ray.init`
+    puts its own `print` in, and `ray.shutdown` puts back the one it found)."""
+    if builtins.print is _print:
         return
     with _patch_lock:
-        if not _patched:
+        if builtins.print is not _print:
             builtins.print = _print
-            _patched = True
 
 
 def env_log_prints() -> bool:
