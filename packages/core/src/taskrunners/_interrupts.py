@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -32,7 +31,14 @@ __all__ = [
     "shutdown_grace",
 ]
 
-logger = logging.getLogger("taskrunners")
+
+def logger() -> Any:
+    """The `taskrunners` logger (`logging` is imported on first use: `import
+    taskrunners` stays light)."""
+    import logging
+
+    return logging.getLogger("taskrunners")
+
 
 #: The environment variable that sets the grace period, in seconds, of runners whose
 #: `shutdown_grace` is `None`.
@@ -111,7 +117,7 @@ def shutdown_grace(configured: float | None) -> float:
     try:
         return check_grace(text, SHUTDOWN_GRACE_ENV)
     except ValueError as exc:
-        logger.warning("%s; using %g s", exc, DEFAULT_SHUTDOWN_GRACE)
+        logger().warning("%s; using %g s", exc, DEFAULT_SHUTDOWN_GRACE)
         return DEFAULT_SHUTDOWN_GRACE
 
 
@@ -141,13 +147,15 @@ class SigtermGuard:
 
     def __init__(self) -> None:
         self._previous: Any = None
-        if threading.current_thread() is not threading.main_thread():
+        if threading.get_ident() != threading.main_thread().ident:
             return
-        if _raw.getsignal(_SIGTERM) != _DEFAULT:
-            return
-        with contextlib.suppress(ValueError, OSError):  # no signals here (an embedded interpreter)
+        try:
+            if _raw.getsignal(_SIGTERM) != _DEFAULT:  # the program's own, or an outer flow's
+                return
             _raw.signal(_SIGTERM, _raise_terminated)
-            self._previous = _DEFAULT
+        except (ValueError, OSError):  # no signals here (an embedded interpreter)
+            return
+        self._previous = _DEFAULT
 
     def reclaim(self) -> None:
         """Install the handler again if something replaced it since."""
@@ -162,7 +170,7 @@ class SigtermGuard:
 
 
 def _hold(signum: int, frame: FrameType | None) -> None:
-    logger.warning("taskrunners: still stopping the runner's workers (signal %d ignored meanwhile)", signum)
+    logger().warning("taskrunners: still stopping the runner's workers (signal %d ignored meanwhile)", signum)
 
 
 @contextlib.contextmanager

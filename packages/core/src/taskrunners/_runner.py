@@ -256,7 +256,7 @@ class TaskRunner(abc.ABC):
                     crashed += run.crash(unstarted)
             running = len(self.open_runs())
             grace = _interrupts.shutdown_grace(self.__grace)
-            _interrupts.logger.warning(
+            _interrupts.logger().warning(
                 "taskrunners: %s: %d run(s) end CRASHED without finishing; %s",
                 self.__interruption,
                 crashed,
@@ -266,7 +266,7 @@ class TaskRunner(abc.ABC):
             )
             if not running or self.wait_idle(grace):
                 return ""
-            _interrupts.logger.warning(
+            _interrupts.logger().warning(
                 "taskrunners: %d run(s) did not finish within the %g s grace period; stopping them",
                 len(self.open_runs()),
                 grace,
