@@ -847,7 +847,15 @@ def run_coroutine(coro: Any, timeout: float | None, label: str) -> Any:
     return loop.run_until_complete(main)
 
 
-async def with_timeout(coro: Any, timeout: float, label: str) -> Any:
+async def with_timeout(
+    coro: Any, timeout: float, label: str, error: type[Exception] = TaskTimeoutError, what: str = "task run"
+) -> Any:
+    """Await `coro`, cancelling it after `timeout` seconds (a task run's, or with
+    `error` and `what`, a flow run's).
+
+    Raises:
+        TaskTimeoutError: It ran longer than `timeout` (or `error`).
+    """
     import asyncio
 
     task = asyncio.ensure_future(coro)
@@ -863,17 +871,25 @@ async def with_timeout(coro: Any, timeout: float, label: str) -> Any:
         return await task
     except asyncio.CancelledError:
         if expired:
-            raise _timeout_error(label, timeout) from None
+            raise _timeout_error(label, timeout, error, what) from None
         raise
     finally:
         handle.cancel()
 
 
-def _timeout_error(label: str, timeout: float) -> TaskTimeoutError:
-    return TaskTimeoutError(f"task run {label!r} exceeded its timeout of {timeout} s")
+def _timeout_error(
+    label: str, timeout: float, error: type[Exception] = TaskTimeoutError, what: str = "task run"
+) -> Exception:
+    return error(f"{what} {label!r} exceeded its timeout of {timeout} s")
 
 
-def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> Any:
+def call_in_thread(
+    fn: Callable[[], Any],
+    timeout: float | None,
+    label: str,
+    error: type[Exception] = TaskTimeoutError,
+    what: str = "task run",
+) -> Any:
     """Call `fn()` in a new thread and wait for it at most `timeout` seconds.
 
     The new thread stands in for the calling one: a pool worker keeps its slot (the
@@ -883,8 +899,10 @@ def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> 
     next Python instruction; a thread inside a blocking call (`time.sleep`, I/O, C code)
     only stops when that call returns, and its result is then discarded.
 
+    A flow run's timeout uses it too, with `error=FlowTimeoutError, what="flow run"`.
+
     Raises:
-        TaskTimeoutError: `fn` ran longer than `timeout`.
+        TaskTimeoutError: `fn` ran longer than `timeout` (or `error`).
     """
     import contextvars
 
@@ -906,8 +924,8 @@ def call_in_thread(fn: Callable[[], Any], timeout: float | None, label: str) -> 
     thread.start()
     done = finished.wait(timeout)
     if not done:
-        _raise_in_thread(thread, TaskTimeoutError)
-        raise _timeout_error(label, timeout)  # type: ignore[arg-type]
+        _raise_in_thread(thread, error)
+        raise _timeout_error(label, timeout, error, what)  # type: ignore[arg-type]
     ok, value = outcome[0]
     if ok:
         return value

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from typing import Any
 
-from ._errors import FlowTimeoutError
-
-__all__ = ["FlowRunInfo", "call_with_timeout"]
+__all__ = ["FlowRunInfo"]
 
 _flow_run_numbers = itertools.count(1)
 
@@ -68,72 +65,3 @@ class FlowRunInfo:
 
     def __repr__(self) -> str:
         return f"FlowRunInfo(name={self.name!r})"
-
-
-def call_with_timeout(fn: Any, timeout: float, label: str) -> Any:
-    """Call `fn()` in a helper thread (with this thread's context) and wait at most
-    `timeout` seconds.
-
-    On timeout the helper is asked to stop (`FlowTimeoutError` raised inside it at its
-    next Python instruction) and the caller gets a `FlowTimeoutError`.
-
-    Raises:
-        FlowTimeoutError: `fn` ran longer than `timeout`.
-        BaseException: What `fn` raised.
-    """
-    import contextvars
-
-    from ._engine import _raise_in_thread
-
-    outcome: list[Any] = []
-    finished = threading.Event()
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            outcome.append((True, context.run(fn)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-            outcome.append((False, exc))
-        finally:
-            finished.set()
-
-    thread = threading.Thread(target=target, name=f"taskrunners-flow-{label}", daemon=True)
-    thread.start()
-    if not finished.wait(timeout):
-        _raise_in_thread(thread, FlowTimeoutError)
-        raise timeout_error(label, timeout)
-    ok, value = outcome[0]
-    if ok:
-        return value
-    raise value
-
-
-def timeout_error(label: str, timeout: float) -> FlowTimeoutError:
-    return FlowTimeoutError(f"flow run {label!r} exceeded its timeout of {timeout} s")
-
-
-async def await_with_timeout(coro: Any, timeout: float, label: str) -> Any:
-    """Await `coro`, cancelling it after `timeout` seconds.
-
-    Raises:
-        FlowTimeoutError: It ran longer than `timeout`.
-    """
-    import asyncio
-
-    task = asyncio.ensure_future(coro)
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel()
-
-    handle = asyncio.get_running_loop().call_later(timeout, expire)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if expired:
-            raise timeout_error(label, timeout) from None
-        raise
-    finally:
-        handle.cancel()

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, Union, overload
 
 from . import _context, _logging, _tracebacks
+from ._engine import call_in_thread, with_timeout
 from ._errors import DefinitionError, FlowTimeoutError, TaskRunCrashed, UpstreamFailedError
-from ._flowrun import FlowRunInfo, await_with_timeout, call_with_timeout
+from ._flowrun import FlowRunInfo
 from ._futures import Future
 from ._hooks import FINAL_HOOKS, check_hooks, render_name, run_hooks
 from ._interrupts import SigtermGuard
@@ -454,8 +455,12 @@ class Flow(Generic[P, R]):
                 if self.timeout_seconds is None:
                     value = self.fn(*args, **kwargs)
                 else:
-                    value = call_with_timeout(
-                        lambda: self.fn(*args, **kwargs), self.timeout_seconds, self._label(info)
+                    value = call_in_thread(
+                        lambda: self.fn(*args, **kwargs),
+                        self.timeout_seconds,
+                        self._label(info),
+                        FlowTimeoutError,
+                        "flow run",
                     )
                 if isinstance(value, MARKERS):
                     state = _final_state(value)
@@ -533,7 +538,9 @@ class Flow(Generic[P, R]):
                         if self.timeout_seconds is None:
                             value = await coro  # type: ignore[misc]
                         else:
-                            value = await await_with_timeout(coro, self.timeout_seconds, self._label(info))
+                            value = await with_timeout(
+                                coro, self.timeout_seconds, self._label(info), FlowTimeoutError, "flow run"
+                            )
                         state = await _final_state_async(value)
                         plain = value if _only_states(value) else _UNBOUND
                     except Exception as exc:  # noqa: BLE001 - any failure of the flow's code is its result
