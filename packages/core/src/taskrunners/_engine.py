@@ -303,16 +303,7 @@ class RunSpec:
         here = _current_runner()
         if here is None or here._flow is None:  # no flow run here: keep the records
             return self._execute_away(upstream_states, on_running, runner, log_sink)
-        inputs = self.inputs(upstream_states)
-        if isinstance(inputs, State):
-            return inputs
-        if runner is None:
-            return run_attempts(self.task, self.info, inputs, on_running)
-        token = _context.current_runner_var.set(runner)
-        try:
-            return run_attempts(self.task, self.info, inputs, on_running)
-        finally:
-            _context.current_runner_var.reset(token)
+        return self._execute(upstream_states, on_running, runner)
 
     def _execute_away(
         self,
